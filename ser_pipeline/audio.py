@@ -1,0 +1,228 @@
+"""Decoding audio from any fsspec URL into mono float32 at the pipeline's sample rate.
+
+Formats are recognised by their content, not their extension (an AIFF named ``.wav``
+loads): libsndfile reads WAV (PCM 8/16/24/32 and float), FLAC, OGG/Vorbis, MP3 and AIFF
+from a file object and sniffs the header itself. Every failure becomes one typed error,
+:class:`~ser_pipeline.errors.AudioDecodeError`, naming the file and the cause, so a batch
+can record it and go on.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioDecodeError
+from .settings import Settings
+from .storage import filesystem
+
+DEFAULT_SAMPLE_RATE = 22_050
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the file itself holds, before downmixing and resampling."""
+
+    source: str
+    format: str  # libsndfile's major format, e.g. "WAV", "FLAC", "AIFF", "OGG", "MP3"
+    subtype: str  # e.g. "PCM_16", "FLOAT", "VORBIS"
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono float32 samples at ``sample_rate``, shape ``(n,)``, with the original's metadata."""
+
+    samples: np.ndarray
+    sample_rate: int
+    info: AudioInfo
+    nonfinite_repaired: int = 0  # NaN or infinite samples set to 0
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def _open_source(source: str | Path | bytes, settings: Settings | None) -> tuple[IO[bytes], str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(source)), "<bytes>"
+    name = str(source)
+    try:
+        fs, path = filesystem(name, settings)
+        size = fs.size(path)
+    except FileNotFoundError:
+        raise AudioDecodeError(name, "file not found") from None
+    except Exception as exc:  # permission, network, bad URL
+        raise AudioDecodeError(name, f"cannot open: {type(exc).__name__}: {exc}") from exc
+    if not size:
+        raise AudioDecodeError(name, "empty file (0 bytes)")
+    return fs.open(path, "rb"), name
+
+
+def _check_wav_truncation(fh: IO[bytes], name: str) -> None:
+    """Raise when a RIFF/WAVE file declares more audio data than it holds.
+
+    libsndfile quietly reads what is there; we would rather quarantine a cut-off upload
+    than store a silently shortened utterance.
+    """
+    fh.seek(0)
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        fh.seek(0)
+        return
+    if head[:4] == b"RF64":
+        fh.seek(0)
+        return
+    pos = 12
+    while True:
+        fh.seek(pos)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            raise AudioDecodeError(name, "truncated WAV header: no data chunk")
+        cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"data":
+            fh.seek(0, io.SEEK_END)
+            available = fh.tell() - (pos + 8)
+            # 0 and 0xFFFFFFFF mark streamed WAVs whose writer never came back to fill the size.
+            if csize not in (0, 0xFFFFFFFF) and available < csize:
+                raise AudioDecodeError(
+                    name, f"truncated WAV data: header declares {csize} bytes of audio, file holds {available}"
+                )
+            fh.seek(0)
+            return
+        pos += 8 + csize + (csize & 1)
+
+
+def _sound_file(fh: IO[bytes], name: str) -> sf.SoundFile:
+    try:
+        return sf.SoundFile(fh)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        fh.seek(0)
+        head = fh.read(16)
+        hint = "not a recognised audio format" if not head.startswith((b"RIFF", b"fLaC", b"OggS", b"FORM", b"ID3")) else "corrupt or truncated audio"
+        raise AudioDecodeError(name, f"{hint} ({exc})") from exc
+
+
+def _info_of(snd: sf.SoundFile, name: str) -> AudioInfo:
+    return AudioInfo(
+        source=name,
+        format=snd.format,
+        subtype=snd.subtype,
+        sample_rate=int(snd.samplerate),
+        channels=int(snd.channels),
+        frames=int(snd.frames),
+    )
+
+
+def probe_audio(source: str | Path | bytes, settings: Settings | None = None) -> AudioInfo:
+    """Read only the header: format, sample rate, channels and length."""
+    fh, name = _open_source(source, settings)
+    with fh:
+        _check_wav_truncation(fh, name)
+        with _sound_file(fh, name) as snd:
+            return _info_of(snd, name)
+
+
+def _to_mono_resampled(block: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:
+    mono = block.mean(axis=1) if block.ndim == 2 else block
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if source_rate != sample_rate:
+        mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    return mono
+
+
+def _repair_nonfinite(samples: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+    bad = ~np.isfinite(samples)
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return samples, 0
+    if n_bad == samples.size:
+        raise AudioDecodeError(name, "every sample is NaN or infinite")
+    samples = samples.copy()
+    samples[bad] = 0.0
+    return samples, n_bad
+
+
+def load_audio(
+    source: str | Path | bytes,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    *,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+    settings: Settings | None = None,
+) -> Audio:
+    """Decode ``source`` (a path, any fsspec URL, or the file's bytes) to mono float32.
+
+    ``offset_s`` and ``duration_s`` read a part of the file by seeking, so one utterance of a
+    long recording is decoded without decoding the rest.
+
+    Raises :class:`AudioDecodeError` for missing, empty, truncated, corrupt or non-audio input.
+    """
+    fh, name = _open_source(source, settings)
+    with fh:
+        _check_wav_truncation(fh, name)
+        with _sound_file(fh, name) as snd:
+            info = _info_of(snd, name)
+            start = int(round(offset_s * info.sample_rate))
+            frames = -1 if duration_s is None else int(round(duration_s * info.sample_rate))
+            try:
+                if start:
+                    snd.seek(min(start, max(info.frames, 0)))
+                block = snd.read(frames=frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioDecodeError(name, f"corrupt audio data ({exc})") from exc
+    if block.shape[0] == 0:
+        raise AudioDecodeError(name, "no audio frames" if start == 0 else f"no audio at offset {offset_s:.3f} s")
+    samples = _to_mono_resampled(block, info.sample_rate, sample_rate)
+    samples, n_bad = _repair_nonfinite(samples, name)
+    return Audio(samples=samples, sample_rate=sample_rate, info=info, nonfinite_repaired=n_bad)
+
+
+def iter_audio_blocks(
+    source: str | Path,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    *,
+    block_s: float = 30.0,
+    settings: Settings | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield a long recording as consecutive mono blocks at ``sample_rate``.
+
+    Memory stays bounded by one block whatever the file's length: the file is read block by
+    block and resampled with a streaming resampler, so two-hour recordings never sit in
+    memory whole.
+    """
+    fh, name = _open_source(source, settings)
+    with fh:
+        _check_wav_truncation(fh, name)
+        with _sound_file(fh, name) as snd:
+            rate = int(snd.samplerate)
+            stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
+            block_frames = max(1, int(block_s * rate))
+            while True:
+                try:
+                    block = snd.read(frames=block_frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    raise AudioDecodeError(name, f"corrupt audio data ({exc})") from exc
+                last = block.shape[0] < block_frames
+                mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
+                if stream is not None:
+                    mono = stream.resample_chunk(mono, last=last)
+                mono, _ = _repair_nonfinite(mono, name) if mono.size else (mono, 0)
+                if mono.size:
+                    yield mono
+                if last:
+                    break

@@ -1,0 +1,37 @@
+"""The typed errors the pipeline raises. Each names the input it is about and the cause."""
+
+from __future__ import annotations
+
+
+class SerError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class AudioDecodeError(SerError):
+    """An input could not be read as audio: empty, truncated, corrupt or not audio at all."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class FeatureSpecMismatch(SerError):
+    """A model was asked to run on features made with another FeatureSpec."""
+
+
+class ManifestError(SerError):
+    """A manifest or sidecar file is malformed or points outside the archive."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+class WarehouseBusy(SerError):
+    """The DuckDB warehouse stayed locked by another process for longer than we wait."""
+
+
+class ValidationFailed(SerError):
+    """A Great Expectations suite failed; the batch it guarded was not loaded."""

@@ -1,0 +1,87 @@
+"""One typed settings object for the whole pipeline.
+
+Every value comes from an environment variable ``SER_<NAME>`` (or a ``.env`` file), and the
+CLI overrides any of them with flags. Local defaults put everything under ``./demo-data``;
+production points the URLs at ``s3://`` and nothing else changes, since ``file://`` and
+``s3://`` go through the same fsspec code path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _local_url(relative: str) -> str:
+    return Path(relative).resolve().as_uri()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SER_", env_file=".env", extra="ignore")
+
+    # Where things live.
+    archive_url: str = Field(default_factory=lambda: _local_url("demo-data/archive"))
+    feature_store_url: str = Field(default_factory=lambda: _local_url("demo-data/features"))
+    registry_url: str = Field(default_factory=lambda: _local_url("demo-data/registry"))
+    warehouse_path: Path = Path("demo-data/warehouse.duckdb")
+
+    # Object store access; the standard AWS_* variables are used when these are unset.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+    # Audio and features.
+    sample_rate: int = 22_050
+    workers: int = 0  # 0: all cores
+    batch_size: int = 64
+
+    # Model.
+    model_input: Literal["mfcc", "stacked"] = "mfcc"
+    label_merge: str = ""  # e.g. "calm=neutral"
+    model_version: str = "champion"
+
+    # Warehouse.
+    warehouse_wait_s: float = 30.0
+    pseudonym_key: SecretStr = SecretStr("change-me-in-production")
+
+    # Scheduling and scale-out.
+    timezone: str = "UTC"
+    dask_address: str | None = None
+
+    def storage_options(self, url: str) -> dict[str, Any]:
+        """fsspec keyword arguments for ``url`` (empty for local paths)."""
+        if not url.startswith("s3://"):
+            return {}
+        opts: dict[str, Any] = {}
+        client_kwargs: dict[str, Any] = {}
+        endpoint = self.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            client_kwargs["endpoint_url"] = endpoint
+        if self.s3_region:
+            client_kwargs["region_name"] = self.s3_region
+        if client_kwargs:
+            opts["client_kwargs"] = client_kwargs
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            opts["key"] = self.s3_access_key_id.get_secret_value()
+            opts["secret"] = self.s3_secret_access_key.get_secret_value()
+        return opts
+
+    def effective_workers(self) -> int:
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def override(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with the non-None ``changes`` applied (CLI flags use this)."""
+    return settings.model_copy(update={k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,82 @@
+"""Object-store access through fsspec: the same code for ``file://``, plain paths and ``s3://``."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from .settings import Settings, get_settings
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".aifc", ".oga", ".opus")
+
+
+def filesystem(url: str, settings: Settings | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem for ``url`` and the path inside it."""
+    settings = settings or get_settings()
+    return url_to_fs(str(url), **settings.storage_options(str(url)))
+
+
+def join(url: str, *parts: str) -> str:
+    return posixpath.join(str(url).rstrip("/"), *parts)
+
+
+def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """Turn a path returned by ``fs`` back into a URL with its protocol."""
+    return fs.unstrip_protocol(path)
+
+
+def list_files(url: str, extensions: tuple[str, ...] | None = None, settings: Settings | None = None) -> list[str]:
+    """Every file under ``url`` (recursively), as URLs, sorted; optionally filtered by extension."""
+    fs, root = filesystem(url, settings)
+    if not fs.exists(root):
+        return []
+    found = fs.find(root)
+    if extensions:
+        found = [p for p in found if p.lower().endswith(extensions)]
+    return sorted(to_url(fs, p) for p in found)
+
+
+def read_bytes(url: str, settings: Settings | None = None) -> bytes:
+    fs, path = filesystem(url, settings)
+    return fs.cat_file(path)
+
+
+def content_hash(data: bytes) -> str:
+    """The content hash that identifies an input everywhere (sha256, hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_bytes_atomic(url: str, data: bytes, settings: Settings | None = None) -> None:
+    """Write ``data`` to a temporary name beside ``url``, then rename it into place.
+
+    Readers listing the folder never see a half-written file: they see either nothing or the
+    whole file. On object stores, where a PUT is already atomic, the rename is a copy.
+    """
+    fs, path = filesystem(url, settings)
+    parent = posixpath.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+    with fs.open(tmp, "wb") as fh:
+        fh.write(data)
+    try:
+        fs.mv(tmp, path)
+    except Exception:
+        fs.rm(tmp)
+        raise
+
+
+def walk_dirs(url: str, settings: Settings | None = None) -> Iterator[str]:
+    fs, root = filesystem(url, settings)
+    for dirpath, _dirs, _files in fs.walk(root):
+        yield to_url(fs, dirpath)
+
+
+def open_url(url: str, mode: str = "rb", settings: Settings | None = None, **kwargs: Any):
+    fs, path = filesystem(url, settings)
+    return fs.open(path, mode, **kwargs)

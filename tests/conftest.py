@@ -1,0 +1,50 @@
+"""Shared fixtures: the real corpora beside the project, and temporary stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("SER_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real audio not available: {path} does not exist (set SER_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def ravdess_dir() -> Path:
+    return _require(SHARED_DATA / "ravdess-dev")
+
+
+@pytest.fixture(scope="session")
+def tess_dir() -> Path:
+    return _require(SHARED_DATA / "tess-subset")
+
+
+@pytest.fixture(scope="session")
+def quirks_dir() -> Path:
+    return _require(SHARED_DATA / "quirks")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    """Point every default store at the test's own folder so no test touches ./demo-data."""
+    from ser_pipeline.settings import get_settings
+
+    monkeypatch.setenv("SER_ARCHIVE_URL", (tmp_path / "archive").as_uri())
+    monkeypatch.setenv("SER_FEATURE_STORE_URL", (tmp_path / "features").as_uri())
+    monkeypatch.setenv("SER_REGISTRY_URL", (tmp_path / "registry").as_uri())
+    monkeypatch.setenv("SER_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
