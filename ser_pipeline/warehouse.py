@@ -220,7 +220,7 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-        " applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
     current = schema_version(con)
     applied = []
@@ -305,7 +305,7 @@ def load_survey(con: duckdb.DuckDBPyConnection, survey: "Survey", key: Any = Non
         con.execute(
             "INSERT INTO surveys (survey_id, source_url, n_sessions, n_participants) VALUES (?, ?, ?, ?) "
             "ON CONFLICT DO UPDATE SET source_url = excluded.source_url, n_sessions = excluded.n_sessions, "
-            "n_participants = excluded.n_participants, loaded_at = current_timestamp",
+            "n_participants = excluded.n_participants, loaded_at = now()",
             [survey.survey_id, survey.url, len(survey.sessions), len(survey.participants)],
         )
         before = con.execute("SELECT count(*) FROM sessions").fetchone()[0]
@@ -367,7 +367,7 @@ def load_utterances(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, key: Any =
     with transaction(con):
         inserted = _insert_new(con, "utterances", good, UTTERANCE_COLUMNS)
         _quarantine_rows(con, [
-            {"stage": "utterances", "source": r.source_uri, "content_hash": r.content_hash,
+            {"stage": "utterances", "source": f"{r.source_uri}#t={r.start_s:g},{r.end_s:g}", "content_hash": r.content_hash,
              "reason": reasons[i], "details": {"utterance_id": r.utterance_id, "session_id": r.session_id,
                                                "start_s": r.start_s, "end_s": r.end_s}}
             for i, r in rejected.iterrows()
@@ -425,7 +425,7 @@ def record_model_version(
     with transaction(con):
         con.execute(
             "INSERT INTO model_versions (model_version, created_at, labels, feature_spec, metrics, promoted_at) "
-            "VALUES (?, coalesce(?, current_timestamp), ?, ?, CAST(? AS JSON), ?) "
+            "VALUES (?, coalesce(?, now()), ?, ?, CAST(? AS JSON), ?) "
             "ON CONFLICT DO UPDATE SET created_at = coalesce(?, model_versions.created_at), "
             "labels = coalesce(excluded.labels, model_versions.labels), "
             "feature_spec = coalesce(excluded.feature_spec, model_versions.feature_spec), "
@@ -439,7 +439,7 @@ def promote_model(con: duckdb.DuckDBPyConnection, model_version: str, at: dateti
     """Mark ``model_version`` promoted now (or ``at``); the views then report its labels."""
     with transaction(con):
         updated = con.execute(
-            "UPDATE model_versions SET promoted_at = coalesce(?, current_timestamp) WHERE model_version = ? RETURNING 1",
+            "UPDATE model_versions SET promoted_at = coalesce(?, now()) WHERE model_version = ? RETURNING 1",
             [at, model_version],
         ).fetchall()
     if not updated:
@@ -473,8 +473,8 @@ def start_ingest_run(
     run_id = run_id or flow_run_id or uuid.uuid4().hex
     with transaction(con):
         con.execute(
-            "INSERT INTO ingest_runs (run_id, flow_run_id, flow_name, started_at, status) VALUES (?, ?, ?, current_timestamp, 'running') "
-            "ON CONFLICT DO UPDATE SET started_at = current_timestamp, status = 'running', finished_at = NULL",
+            "INSERT INTO ingest_runs (run_id, flow_run_id, flow_name, started_at, status) VALUES (?, ?, ?, now(), 'running') "
+            "ON CONFLICT DO UPDATE SET started_at = now(), status = 'running', finished_at = NULL",
             [run_id, flow_run_id, flow_name],
         )
     return run_id
@@ -493,7 +493,7 @@ def finish_ingest_run(
     """Record how an ingest run ended (``completed``, ``partial`` or ``failed``) and its counts."""
     with transaction(con):
         updated = con.execute(
-            "UPDATE ingest_runs SET finished_at = current_timestamp, status = ?, n_sessions = ?, n_utterances = ?, "
+            "UPDATE ingest_runs SET finished_at = now(), status = ?, n_sessions = ?, n_utterances = ?, "
             "n_predictions = ?, n_quarantined = ?, message = ? WHERE run_id = ? RETURNING 1",
             [status, n_sessions, n_utterances, n_predictions, n_quarantined, message, run_id],
         ).fetchall()
@@ -520,7 +520,7 @@ def _quarantine_rows(con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str,
     con.executemany(
         "INSERT INTO quarantine (quarantine_id, stage, source, content_hash, reason, details, run_id) "
         "VALUES (?, ?, ?, ?, ?, CAST(? AS JSON), ?) ON CONFLICT DO UPDATE SET reason = excluded.reason, "
-        "details = excluded.details, run_id = excluded.run_id, quarantined_at = current_timestamp",
+        "details = excluded.details, run_id = excluded.run_id, quarantined_at = now()",
         values,
     )
     return len(values)
@@ -558,7 +558,7 @@ def record_validation(
             "INSERT INTO validation_results (validation_id, run_id, suite, target, success, n_expectations, n_failed, details) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, CAST(? AS JSON)) ON CONFLICT DO UPDATE SET success = excluded.success, "
             "n_expectations = excluded.n_expectations, n_failed = excluded.n_failed, details = excluded.details, "
-            "validated_at = current_timestamp",
+            "validated_at = now()",
             [validation_id, run_id, suite, target, bool(success), n_expectations, n_failed, _json(details)],
         )
     return validation_id
