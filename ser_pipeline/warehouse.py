@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .manifest import Survey
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
+QUERIES_DIR = SQL_DIR / "queries"
 VIEWS_FILE = SQL_DIR / "views.sql"
 
 PROBABILITY_COLUMNS = tuple(f"p_{e}" for e in EMOTIONS)
@@ -301,6 +302,15 @@ def load_survey(con: duckdb.DuckDBPyConnection, survey: "Survey", key: Any = Non
         sorted({(s.session_id, pseudonym[pid]) for s in survey.sessions for pid in s.participant_ids}),
         columns=["session_id", "participant_key"],
     )
+    clash = con.execute(
+        "SELECT session_id, survey_id FROM sessions WHERE survey_id <> ? AND list_contains(?, session_id) ORDER BY 1 LIMIT 1",
+        [survey.survey_id, [s.session_id for s in survey.sessions]],
+    ).fetchone()
+    if clash:
+        raise WarehouseLoadError(
+            f"survey {survey.survey_id} ({survey.url}): session id {clash[0]!r} already belongs to survey {clash[1]!r}; "
+            "session ids must be unique across the archive"
+        )
     with transaction(con):
         con.execute(
             "INSERT INTO surveys (survey_id, source_url, n_sessions, n_participants) VALUES (?, ?, ?, ?) "
@@ -618,6 +628,70 @@ def run_query(
         return relation.df()
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """An analysts' query from ``sql/queries/<name>.sql``.
+
+    The file's first comment line is the question it answers; a ``-- params: a, b=default``
+    line lists its ``$name`` parameters (those without a default are required).
+    """
+
+    name: str
+    question: str
+    params: tuple[tuple[str, str | None], ...]
+    sql: str
+
+    def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters to bind: ``given`` over the defaults; raises ValueError naming
+        a missing or unknown parameter."""
+        known = dict(self.params)
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise ValueError(f"query {self.name!r} has no parameter {unknown}; its parameters: {self.describe_params()}")
+        bound = {k: given.get(k, default) for k, default in known.items()}
+        missing = [k for k, v in bound.items() if v is None]
+        if missing:
+            raise ValueError(f"query {self.name!r} needs --param {missing[0]}=VALUE; its parameters: {self.describe_params()}")
+        return bound
+
+    def describe_params(self) -> str:
+        return ", ".join(k if d is None else f"{k}={d}" for k, d in self.params) or "(none)"
+
+
+def _parse_query(path: Path) -> NamedQuery:
+    text = path.read_text()
+    comments = [line[2:].strip() for line in text.splitlines() if line.startswith("--")]
+    if not comments:
+        raise ValueError(f"{path}: the first line must be a '-- question' comment")
+    params: list[tuple[str, str | None]] = []
+    for line in comments[1:]:
+        if line.lower().startswith("params:"):
+            for item in filter(None, (i.strip() for i in line.split(":", 1)[1].split(","))):
+                name, _, default = item.partition("=")
+                params.append((name.strip(), default.strip() if default else None))
+    return NamedQuery(path.stem, comments[0], tuple(params), text)
+
+
+def named_queries(folder: Path = QUERIES_DIR) -> dict[str, NamedQuery]:
+    """The example analysts' queries, by name (the file stem)."""
+    return {q.name: q for q in map(_parse_query, sorted(folder.glob("*.sql")))}
+
+
+def run_named_query(
+    path: str | Path | None,
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    model_version: str | None = None,
+    settings: Settings | None = None,
+) -> pd.DataFrame:
+    """Run ``sql/queries/<name>.sql`` read-only with its parameters bound."""
+    queries = named_queries()
+    if name not in queries:
+        raise KeyError(f"no query named {name!r}; known: {', '.join(queries)}")
+    query = queries[name]
+    return run_query(path, query.sql, query.bind(params or {}) or None, model_version=model_version, settings=settings)
 
 
 def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -78,7 +78,7 @@ CREATE OR REPLACE VIEW v_emotion_share_weekly AS
 SELECT
     survey_id, week, label,
     count(*) AS n_utterances,
-    sum(count(*)) OVER (PARTITION BY survey_id, week) AS week_utterances,
+    CAST(sum(count(*)) OVER (PARTITION BY survey_id, week) AS BIGINT) AS week_utterances,
     count(*) / sum(count(*)) OVER (PARTITION BY survey_id, week) AS share
 FROM v_labelled
 GROUP BY survey_id, week, label;
@@ -88,7 +88,7 @@ CREATE OR REPLACE VIEW v_emotion_share_by_question AS
 SELECT
     survey_id, question, label,
     count(*) AS n_utterances,
-    sum(count(*)) OVER (PARTITION BY survey_id, question) AS question_utterances,
+    CAST(sum(count(*)) OVER (PARTITION BY survey_id, question) AS BIGINT) AS question_utterances,
     count(*) / sum(count(*)) OVER (PARTITION BY survey_id, question) AS share
 FROM v_labelled
 WHERE question IS NOT NULL
@@ -104,7 +104,7 @@ WITH long AS (
 SELECT
     survey_id, attribute, value, label,
     count(*) AS n_utterances,
-    sum(count(*)) OVER (PARTITION BY survey_id, attribute, value) AS group_utterances,
+    CAST(sum(count(*)) OVER (PARTITION BY survey_id, attribute, value) AS BIGINT) AS group_utterances,
     count(*) / sum(count(*)) OVER (PARTITION BY survey_id, attribute, value) AS share
 FROM long
 GROUP BY survey_id, attribute, value, label;

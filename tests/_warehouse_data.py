@@ -6,12 +6,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
+from ser_pipeline import warehouse
+from ser_pipeline.manifest import read_survey
 from ser_pipeline.warehouse import pseudonymise
 
 PARTICIPANTS = [
@@ -44,8 +49,9 @@ def utterance_id(recording_hash: str, start_s: float, end_s: float) -> str:
     return hashlib.sha256(f"{recording_hash}:{round(start_s * 1000)}:{round(end_s * 1000)}".encode()).hexdigest()[:32]
 
 
-def write_survey(root: Path, survey_id: str = "S1", seed: int = 0, turns_per_session: int = 12) -> Path:
-    """Write a survey folder in the archive layout; returns it."""
+def write_survey(root: Path, survey_id: str = "S1", seed: int = 0, turns_per_session: int = 12, session_prefix: str = "") -> Path:
+    """Write a survey folder in the archive layout; returns it. Session ids are unique across
+    an archive, so a second survey in the same archive needs a ``session_prefix``."""
     rng = np.random.default_rng(seed)
     folder = root / survey_id
     folder.mkdir(parents=True)
@@ -57,8 +63,9 @@ def write_survey(root: Path, survey_id: str = "S1", seed: int = 0, turns_per_ses
         writer = csv.writer(fh)
         writer.writerow(["session_id", "survey_id", "audio_file", "recorded_at", "moderator", "market", "location", "participants", "metadata"])
         for sid, at, market, location, people, kind in SESSIONS:
+            sid = session_prefix + sid
             (folder / f"{sid}.wav").write_bytes(recording_bytes(survey_id, sid))
-            meta = json.dumps({"product": "cola", "wave": 1 + int(sid[1:]) % 2})
+            meta = json.dumps({"product": "cola", "wave": 1 + len(sid) % 2, "moderator_notes": "ok"})
             writer.writerow([sid, survey_id, f"{sid}.wav", at, "mod.jones", market, location, ";".join(people), meta])
             t = 0.0
             turns = []
@@ -135,3 +142,41 @@ def expected_frame(survey, utterances: pd.DataFrame, predictions: pd.DataFrame, 
     out = u.merge(predictions, on="utterance_id")
     out["is_negative"] = out["label"].isin(NEGATIVE_EMOTIONS)
     return out.reset_index(drop=True)
+
+
+KEY = "test-pseudonym-key"
+T0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Loaded:
+    path: Path
+    survey: object
+    utterances: pd.DataFrame
+    v1: pd.DataFrame
+    v2: pd.DataFrame
+
+    def expected(self, version: str = "v2") -> pd.DataFrame:
+        return expected_frame(self.survey, self.utterances, self.v1 if version == "v1" else self.v2, KEY)
+
+
+@pytest.fixture
+def loaded(tmp_path, monkeypatch) -> Loaded:
+    """A warehouse holding one hand-made survey and predictions of two model versions."""
+    monkeypatch.setenv("SER_PSEUDONYM_KEY", KEY)
+    warehouse.get_settings.cache_clear()
+    survey = read_survey((write_survey(tmp_path / "archive", "S1")).as_uri())
+    utts = utterances_frame(survey)
+    v1 = predictions_frame(utts, "v1", seed=1)
+    v2 = predictions_frame(utts, "v2", seed=2)
+    path = tmp_path / "wh.duckdb"
+    with warehouse.writing(path) as con:
+        warehouse.load_survey(con, survey)
+        warehouse.load_utterances(con, utts)
+        warehouse.record_model_version(con, "v1", metrics={"uar": 0.41}, created_at=T0)
+        warehouse.load_predictions(con, v1)
+        warehouse.record_model_version(con, "v2", metrics={"uar": 0.47}, created_at=T0 + timedelta(days=1))
+        warehouse.load_predictions(con, v2)
+    return Loaded(path, survey, utts, v1, v2)
+
+

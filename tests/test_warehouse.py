@@ -15,48 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _warehouse_data import PARTICIPANTS, expected_frame, predictions_frame, utterances_frame, write_survey
+from _warehouse_data import KEY, PARTICIPANTS, T0, loaded, predictions_frame  # noqa: F401 (loaded is a fixture)
 from ser_pipeline import warehouse
 from ser_pipeline.errors import WarehouseBusy
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_pipeline.manifest import read_survey
 from ser_pipeline.resources import SQL_DIR
-
-KEY = "test-pseudonym-key"
-T0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
-
-
-@dataclass
-class Loaded:
-    path: Path
-    survey: object
-    utterances: pd.DataFrame
-    v1: pd.DataFrame
-    v2: pd.DataFrame
-
-    def expected(self, version: str = "v2") -> pd.DataFrame:
-        return expected_frame(self.survey, self.utterances, self.v1 if version == "v1" else self.v2, KEY)
-
-
-@pytest.fixture
-def loaded(tmp_path, monkeypatch) -> Loaded:
-    """A warehouse holding one hand-made survey and predictions of two model versions."""
-    monkeypatch.setenv("SER_PSEUDONYM_KEY", KEY)
-    warehouse.get_settings.cache_clear()
-    survey = read_survey((write_survey(tmp_path / "archive", "S1")).as_uri())
-    utts = utterances_frame(survey)
-    v1 = predictions_frame(utts, "v1", seed=1)
-    v2 = predictions_frame(utts, "v2", seed=2)
-    path = tmp_path / "wh.duckdb"
-    with warehouse.writing(path) as con:
-        warehouse.load_survey(con, survey)
-        warehouse.load_utterances(con, utts)
-        warehouse.record_model_version(con, "v1", metrics={"uar": 0.41}, created_at=T0)
-        warehouse.load_predictions(con, v1)
-        warehouse.record_model_version(con, "v2", metrics={"uar": 0.47}, created_at=T0 + timedelta(days=1))
-        warehouse.load_predictions(con, v2)
-    return Loaded(path, survey, utts, v1, v2)
-
 
 def _columns(con) -> list[tuple]:
     return con.execute(
