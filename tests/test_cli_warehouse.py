@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -127,3 +128,18 @@ def test_report_command(loaded: Loaded, tmp_path):
     assert result.stdout.strip().endswith("S1.html") and "data:image/png;base64," in page
     unknown = ser("report", "--survey", "NOPE", "--out", str(tmp_path / "out"), "-w", str(loaded.path))
     assert unknown.exit_code == 2 and "not in the warehouse" in unknown.stderr
+
+
+def test_rotate_key_command(loaded: Loaded, tmp_path, monkeypatch):
+    from _warehouse_data import KEY, PARTICIPANTS
+
+    archive = str(Path(loaded.survey.url.removeprefix("file://")).parent)
+    missing = ser("warehouse", "rotate-key", "--new-key-env", "SER_TEST_NEW_KEY", "--archive", archive, "-w", str(loaded.path))
+    assert missing.exit_code == 2 and "SER_TEST_NEW_KEY" in missing.stderr
+    monkeypatch.setenv("SER_TEST_NEW_KEY", "rotated-key")
+    result = ser("warehouse", "rotate-key", "--new-key-env", "SER_TEST_NEW_KEY", "--archive", archive, "-w", str(loaded.path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"participant_ids_in_archive": len(PARTICIPANTS), "participants_rekeyed": len(PARTICIPANTS)}
+    keys = set(warehouse.run_query(loaded.path, "SELECT participant_key FROM utterances")["participant_key"])
+    assert keys == {warehouse.pseudonymise(p[0], "rotated-key") for p in PARTICIPANTS}
+    assert "rotated-key" not in result.stdout and KEY not in result.stdout

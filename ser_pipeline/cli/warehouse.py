@@ -169,3 +169,36 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"last ingest run {run['run_id']} {run['status']} started {run['started_at']}" if run else "last ingest run none")
         for table, n in info["rows"].items():
             typer.echo(f"  {table:<20} {n:>10,}")
+
+    @group.command("rotate-key")
+    def rotate_key_command(
+        new_key_env: str = typer.Option(..., "--new-key-env", help="Name of the environment variable holding the new key."),
+        archive: str = typer.Option(None, "--archive", help="Archive URL whose participants files name the raw ids (default: SER_ARCHIVE_URL)."),
+        warehouse_path: Path = WAREHOUSE_OPTION,
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Re-key every participant pseudonym from SER_PSEUDONYM_KEY to a new key, in one transaction.
+
+        Keys are read from the environment, never from the command line (shell history).
+        Afterwards set SER_PSEUDONYM_KEY to the new key everywhere.
+        """
+        import os
+
+        from .. import warehouse
+        from ..manifest import read_archive
+
+        settings = settings_from(warehouse_path=warehouse_path, archive_url=archive)
+        new_key = os.environ.get(new_key_env)
+        if not new_key:
+            fail(f"environment variable {new_key_env} is empty or unset", EXIT_USAGE)
+
+        def rotate() -> tuple[int, int]:
+            raw_ids = {p.participant_id for survey in read_archive(settings.archive_url, settings) for p in survey.participants}
+            with warehouse.writing(settings.warehouse_path, settings=settings) as con:
+                return len(raw_ids), warehouse.rotate_pseudonym_key(con, raw_ids, settings.pseudonym_key, new_key)
+
+        n_ids, n_rekeyed = _run(rotate)
+        if as_json:
+            print_json({"participant_ids_in_archive": n_ids, "participants_rekeyed": n_rekeyed})
+        else:
+            typer.echo(f"re-keyed {n_rekeyed} participant rows ({n_ids} ids in the archive); now set SER_PSEUDONYM_KEY to the new key")
