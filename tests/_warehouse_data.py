@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -155,28 +156,41 @@ class Loaded:
     utterances: pd.DataFrame
     v1: pd.DataFrame
     v2: pd.DataFrame
+    other_utterances: int = 0  # utterances of further surveys a test loaded
 
     def expected(self, version: str = "v2") -> pd.DataFrame:
         return expected_frame(self.survey, self.utterances, self.v1 if version == "v1" else self.v2, KEY)
 
 
-@pytest.fixture
-def loaded(tmp_path, monkeypatch) -> Loaded:
-    """A warehouse holding one hand-made survey and predictions of two model versions."""
-    monkeypatch.setenv("SER_PSEUDONYM_KEY", KEY)
-    warehouse.get_settings.cache_clear()
-    survey = read_survey((write_survey(tmp_path / "archive", "S1")).as_uri())
+@pytest.fixture(scope="session")
+def _loaded_template(tmp_path_factory) -> Loaded:
+    """Built once per test session; each test gets its own copy of the database file."""
+    root = tmp_path_factory.mktemp("warehouse-template")
+    survey = read_survey((write_survey(root / "archive", "S1")).as_uri())
     utts = utterances_frame(survey)
     v1 = predictions_frame(utts, "v1", seed=1)
     v2 = predictions_frame(utts, "v2", seed=2)
-    path = tmp_path / "wh.duckdb"
-    with warehouse.writing(path) as con:
-        warehouse.load_survey(con, survey)
-        warehouse.load_utterances(con, utts)
+    path = root / "wh.duckdb"
+    con = warehouse.connect(path, settings=warehouse.Settings(warehouse_wait_s=5))
+    try:
+        warehouse.migrate(con)
+        warehouse.load_survey(con, survey, key=KEY)
+        warehouse.load_utterances(con, utts, key=KEY)
         warehouse.record_model_version(con, "v1", metrics={"uar": 0.41}, created_at=T0)
         warehouse.load_predictions(con, v1)
         warehouse.record_model_version(con, "v2", metrics={"uar": 0.47}, created_at=T0 + timedelta(days=1))
         warehouse.load_predictions(con, v2)
+    finally:
+        con.close()
     return Loaded(path, survey, utts, v1, v2)
 
 
+@pytest.fixture
+def loaded(_loaded_template: Loaded, tmp_path, monkeypatch) -> Loaded:
+    """A warehouse holding one hand-made survey (archive read-only, shared) and predictions
+    of two model versions (v2 newer); SER_PSEUDONYM_KEY is the key it was loaded with."""
+    monkeypatch.setenv("SER_PSEUDONYM_KEY", KEY)
+    warehouse.get_settings.cache_clear()
+    path = tmp_path / "wh.duckdb"
+    shutil.copyfile(_loaded_template.path, path)
+    return Loaded(path, _loaded_template.survey, _loaded_template.utterances, _loaded_template.v1, _loaded_template.v2)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from _warehouse_data import Loaded, loaded  # noqa: F401 (fixture)
+from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixture)
 from ser_pipeline import warehouse
 from ser_pipeline.cli import app
 

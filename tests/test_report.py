@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _warehouse_data import Loaded, loaded  # noqa: F401 (fixture)
+from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixture)
 from _warehouse_data import utterances_frame, write_survey
 from ser_pipeline import warehouse
 from ser_pipeline.manifest import read_survey

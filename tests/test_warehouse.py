@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _warehouse_data import KEY, PARTICIPANTS, T0, loaded, predictions_frame  # noqa: F401 (loaded is a fixture)
+from _warehouse_data import KEY, PARTICIPANTS, T0, _loaded_template, loaded, predictions_frame  # noqa: F401 (loaded is a fixture)
 from ser_pipeline import warehouse
 from ser_pipeline.errors import WarehouseBusy
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
