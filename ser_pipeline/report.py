@@ -57,7 +57,7 @@ def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100)  # constrained layout: one draw pass, unlike bbox_inches="tight"
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
@@ -81,7 +81,7 @@ def _share_over_time(con) -> str | None:
     wide = share.pivot_table(index="week", columns="label", values="share", fill_value=0.0)
     wide = wide[_ordered(wide.columns)]
     weeks = [pd.Timestamp(w).strftime("%d %b %Y") for w in wide.index]
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), height_ratios=[3, 1.3], sharex=True)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(12, 6.5), height_ratios=[3, 1.3], sharex=True, layout="constrained")
     bottom = pd.Series(0.0, index=wide.index)
     for emotion in wide.columns:
         ax.bar(weeks, wide[emotion], bottom=bottom, color=EMOTION_COLORS[emotion], label=emotion, width=0.7)
@@ -106,7 +106,7 @@ def _segments(con) -> str | None:
     if seg.empty:
         return None
     attributes = [a for a in ("age_band", "gender", "market", "segment") if a in set(seg["attribute"])]
-    fig, axes = plt.subplots(1, len(attributes), figsize=(12, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(attributes), figsize=(12, 3.8), squeeze=False, layout="constrained")
     for ax, attribute in zip(axes[0], attributes):
         wide = seg[seg["attribute"] == attribute].pivot_table(index="value", columns="label", values="share", fill_value=0.0)
         wide = wide[_ordered(wide.columns)].sort_index(ascending=False)
@@ -117,8 +117,7 @@ def _segments(con) -> str | None:
         ax.set_xlim(0, 1)
         ax.set_title(attribute.replace("_", " "))
         ax.set_xlabel("share")
-    fig.suptitle("Emotion share by participant segment", y=1.02)
-    fig.tight_layout()
+    fig.suptitle("Emotion share by participant segment")
     return _png(fig)
 
 
@@ -136,7 +135,7 @@ def _session_arcs(con) -> tuple[str | None, int]:
     shown = sessions[:MAX_SESSION_ARCS]
     cols = 3 if len(shown) > 4 else 2 if len(shown) > 1 else 1
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.7 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.8 * rows), squeeze=False, sharey=True, layout="constrained")
     for ax in axes.flat[len(shown):]:
         ax.axis("off")
     for ax, session in zip(axes.flat, shown):
@@ -150,7 +149,6 @@ def _session_arcs(con) -> tuple[str | None, int]:
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("P(negative)", fontsize=9)
-    fig.tight_layout()
     return _png(fig), len(sessions)
 
 
@@ -163,7 +161,7 @@ def _confidence(con) -> str | None:
         return None
     bins = np.linspace(0, 1, 21)
     labels = _ordered(conf["label"])
-    fig, ax = plt.subplots(figsize=(11, 3.6))
+    fig, ax = plt.subplots(figsize=(12, 3.8), layout="constrained")
     ax.hist([conf.loc[conf["label"] == l, "confidence"] for l in labels], bins=bins, stacked=True,
             color=[EMOTION_COLORS[l] for l in labels], label=labels)
     ax.axvline(0.5, color="#333", linestyle="--", linewidth=1)
