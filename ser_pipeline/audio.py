@@ -85,6 +85,9 @@ def _check_container_truncation(fh: IO[bytes], name: str) -> None:
     fh.seek(0)
     head = fh.read(12)
     fh.seek(0)
+    if head[:4] == b"OggS":
+        _check_ogg_end_of_stream(fh, name)
+        return
     if len(head) < 12:
         if head[:4] in (b"RIFF", b"FORM"):
             raise AudioDecodeError(name, f"truncated header: only {len(head)} bytes")
@@ -114,6 +117,24 @@ def _check_container_truncation(fh: IO[bytes], name: str) -> None:
             fh.seek(0)
             return
         pos += 8 + csize + (csize & 1)
+
+
+def _check_ogg_end_of_stream(fh: IO[bytes], name: str) -> None:
+    """Raise when an Ogg stream's last page lacks the end-of-stream flag.
+
+    Ogg has no length header: libsndfile reports a cut-off file as a shorter, valid one. A
+    complete stream's final page carries the EOS flag (header type bit 0x04).
+    """
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    fh.seek(max(0, size - 65_536))
+    tail = fh.read()
+    fh.seek(0)
+    pos = tail.rfind(b"OggS")
+    while pos >= 0 and (len(tail) < pos + 6 or tail[pos + 4] != 0):
+        pos = tail.rfind(b"OggS", 0, pos)  # "OggS" inside packet data, not a page header
+    if pos < 0 or not tail[pos + 5] & 0x04:
+        raise AudioDecodeError(name, "truncated Ogg stream: the last page is not marked end-of-stream")
 
 
 # MP3 frame counts are estimates (Xing/Info header or bitrate x size); allow this much slack.
@@ -218,10 +239,10 @@ def load_audio(
                 block = snd.read(frames=frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioDecodeError(name, f"corrupt audio data ({_libsndfile_reason(exc)})") from exc
-    if block.shape[0] == 0:
-        raise AudioDecodeError(name, "no audio frames" if start == 0 else f"no audio at offset {offset_s:.3f} s")
     remaining = max(info.frames - start, 0)
     _check_frames_decoded(info, remaining if frames < 0 else min(frames, remaining), block.shape[0])
+    if block.shape[0] == 0:
+        raise AudioDecodeError(name, "no audio frames" if start == 0 else f"no audio at offset {offset_s:.3f} s")
     samples = _to_mono_resampled(block, info.sample_rate, sample_rate)
     samples, n_bad = _repair_nonfinite(samples, name)
     return Audio(samples=samples, sample_rate=sample_rate, info=info, nonfinite_repaired=n_bad)
