@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -290,8 +290,11 @@ def generate_corpus(
     emotions: Sequence[str] = EMOTIONS,
     duration_s: tuple[float, float] = (1.5, 3.5),
     sample_rate: int = DEFAULT_SAMPLE_RATE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Write a labelled training corpus under ``url``; return its :func:`corpora.items_frame`.
+
+    ``progress(done, total)`` is called after each file (the CLI hangs a progress bar on it).
 
     Speakers ``s01``..``sNN`` alternate male (odd) and female (even). Each file is drawn
     from its own random stream, so a file's content depends only on the seed and its name.
@@ -303,13 +306,15 @@ def generate_corpus(
     for s in range(1, n_speakers + 1):
         speaker, gender = f"s{s:02d}", ("male" if s % 2 else "female")
         voice = make_voice(speaker, gender, np.random.default_rng([seed, 1, s]))
-        for e_index, emotion in enumerate(emotions):
+        for emotion in emotions:
             for k in range(1, utterances_per_emotion + 1):
                 rng = np.random.default_rng([seed, 2, s, EMOTIONS.index(emotion), k])
                 samples = synthesize_utterance(emotion, voice, rng.uniform(*duration_s), rng, sample_rate)
                 name = synth_file_name(speaker, gender, emotion, k)
                 path = join(url, name)
                 write_bytes_atomic(path, _encode(samples, sample_rate, "wav"))
+                if progress is not None:
+                    progress(len(items) + 1, n_speakers * len(emotions) * utterances_per_emotion)
                 items.append(
                     CorpusItem(
                         path=path,
@@ -370,10 +375,10 @@ def _sidecar_kinds(sidecar: str | None, index: int) -> tuple[bool, bool]:
 
 
 def _room_tone(n: int, rng: np.random.Generator, level_db: float = -62.0) -> np.ndarray:
-    """Low background noise: brownish hiss plus a faint mains hum."""
+    """Low background noise (room tone): low-passed hiss at ``level_db`` dBFS RMS."""
     white = rng.standard_normal(n)
-    brown = uniform_filter1d(white, size=8, mode="wrap")
-    tone = brown / (np.std(brown) + 1e-12)
+    hiss = uniform_filter1d(white, size=8, mode="wrap")
+    tone = hiss / (np.std(hiss) + 1e-12)
     return (10 ** (level_db / 20) * tone).astype(np.float32)
 
 
@@ -391,6 +396,7 @@ def generate_archive(
     turn_duration_s: tuple[float, float] = (1.5, 3.5),
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     stickiness: float = 0.7,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Write a focus-group archive under ``url`` and return the truth, one row per turn.
 
@@ -400,7 +406,7 @@ def generate_archive(
     answers one of four questions (Q1..Q4, in order). A participant's emotion persists from
     one turn to their next with probability ``stickiness``; otherwise it is drawn from the
     survey's mix, whose share of negative emotions differs between surveys and drifts over
-    the weeks. ``sidecar`` is ``"csv"`` (``<session>.turns.csv``), ``"rttm"``, ``"mixed"``
+    the weeks. ``progress(done, total)`` is called after each session recording. ``sidecar`` is ``"csv"`` (``<session>.turns.csv``), ``"rttm"``, ``"mixed"``
     (sessions cycle csv, rttm, both) or ``None``. Within a survey the audio and sidecars are
     written first and ``manifest.csv`` last, each file atomically, so a reader never sees a
     manifest pointing at missing audio.
@@ -473,6 +479,8 @@ def generate_archive(
 
             audio_file = f"{session_id}.{fmt}"
             write_bytes_atomic(join(survey_url, audio_file), _encode(recording, sample_rate, fmt))
+            if progress is not None:
+                progress((sv - 1) * sessions_per_survey + se, n_surveys * sessions_per_survey)
             frame = pd.DataFrame(
                 [
                     {
