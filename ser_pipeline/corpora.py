@@ -166,6 +166,8 @@ def _read_crema_demographics(url: str) -> dict[str, _Demographic]:
     """``VideoDemographics.csv`` beside the audio or one folder up, keyed by ActorID; {} if absent."""
     fs, root = filesystem(url)
     for folder in (root.rstrip("/"), posixpath.dirname(root.rstrip("/"))):
+        if not folder:
+            continue  # the audio sits at a bucket's root: there is no folder above it
         path = posixpath.join(folder, CREMA_D_DEMOGRAPHICS)
         if not fs.exists(path):
             continue
