@@ -241,3 +241,19 @@ def test_items_frame_columns_and_merge(tmp_path):
     assert dict(zip(frame["emotion"], frame["label"])) == {"calm": "neutral", "neutral": "neutral", "happy": "happy"}
     empty = items_frame([])
     assert list(empty.columns) == list(ITEM_COLUMNS) and len(empty) == 0
+
+
+@pytest.mark.s3
+def test_crema_d_on_s3_with_demographics(s3_bucket, tmp_path):
+    from ser_pipeline.storage import write_bytes_atomic
+
+    audio = _crema_tree(tmp_path)
+    for wav in audio.glob("*.wav"):
+        write_bytes_atomic(f"{s3_bucket}/crema/AudioWAV/{wav.name}", wav.read_bytes())
+    write_bytes_atomic(f"{s3_bucket}/crema/VideoDemographics.csv", b"ActorID,Age,Sex,Race,Ethnicity\n1002,21,Female,Caucasian,Not Hispanic\n")
+    skipped = []
+    items = {i.utterance_id: i for i in read_corpus("auto", f"{s3_bucket}/crema/AudioWAV", skipped)}
+    assert len(items) == 6 and len(skipped) == 2
+    item = items["crema_d:1002_TIE_SAD_LO"]
+    assert item.path == f"{s3_bucket}/crema/AudioWAV/1002_TIE_SAD_LO.wav"
+    assert (item.gender, item.age, item.intensity) == ("female", 21, "low")
