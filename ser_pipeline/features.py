@@ -66,7 +66,7 @@ class FeatureSpec:
     n_mels: int = 128
     mel_fmin: float = 0.0
     mel_fmax: float | None = None  # None: Nyquist
-    top_db: float = 80.0
+    top_db: float = 80.0  # dB floor below each clip's peak (mel, MFCC, contrast); librosa's MFCC fixes 80
     n_bands: int = 6
     contrast_fmin: float = 200.0
     contrast_quantile: float = 0.02
@@ -76,6 +76,8 @@ class FeatureSpec:
     version: int = 1  # bump when the computation changes without a parameter changing
 
     def __post_init__(self) -> None:
+        if not self.center:
+            raise ValueError("only centred frames (center=True) are implemented: n_frames = 1 + n_samples // hop")
         if self.pad != "end":
             raise ValueError(f"unsupported pad policy {self.pad!r}; only 'end' is implemented")
         if self.n_frames < 1 or self.window_hop_frames < 1 or self.max_windows < 1:

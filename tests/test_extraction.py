@@ -95,3 +95,23 @@ def test_real_quirk_files_all_featurise(quirks_dir, tmp_path):
     assert summary.failures == [] and summary.files_written == len(urls) == 5
     frame, arrays = read_features(tmp_path.as_uri(), SPEC)
     assert frame["utterance_id"].nunique() == 5 and np.isfinite(arrays["mfcc"]).all()
+
+
+@pytest.mark.s3
+def test_cli_reads_and_writes_s3(audio_tree, monkeypatch):
+    from ser_pipeline import storage
+    from tests.support.s3 import moto_server, use_endpoint
+
+    with moto_server() as endpoint:
+        use_endpoint(monkeypatch, endpoint)
+        fs, _ = storage.filesystem("s3://bucket")
+        fs.mkdir("bucket")
+        for path in (audio_tree / "day1").glob("tone[01].wav"):
+            fs.pipe(f"bucket/in/{path.name}", path.read_bytes())
+        result = CliRunner().invoke(app, ["features", "s3://bucket/in", "--out", "s3://bucket/store",
+                                          "--corpus", "plain", "--workers", "1", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["files_written"] == 2
+        frame, _ = read_features("s3://bucket/store", SPEC)
+        assert sorted(frame["utterance_id"]) == ["plain:tone0", "plain:tone1"]
+        assert frame["path"].str.startswith("s3://bucket/in/").all()
