@@ -81,7 +81,7 @@ def item_record(item: Any, source_url: str | None = None) -> dict[str, Any]:
         stem = posixpath.splitext(rel)[0]
         return {"path": path, "source": PLAIN_SOURCE, "corpus": PLAIN_SOURCE, "speaker": "unknown",
                 "utterance_id": f"{PLAIN_SOURCE}:{stem}", "gender": None, "emotion": None,
-                "intensity": None, "sentence": None}
+                "intensity": None, "sentence": None, "age": None}
     return {
         "path": str(item.path),
         "source": item.corpus,
@@ -92,6 +92,7 @@ def item_record(item: Any, source_url: str | None = None) -> dict[str, Any]:
         "emotion": getattr(item, "emotion", None),
         "intensity": getattr(item, "intensity", None),
         "sentence": getattr(item, "sentence", None),
+        "age": getattr(item, "age", None),
     }
 
 

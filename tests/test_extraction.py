@@ -115,3 +115,24 @@ def test_cli_reads_and_writes_s3(audio_tree, monkeypatch):
         frame, _ = read_features("s3://bucket/store", SPEC)
         assert sorted(frame["utterance_id"]) == ["plain:tone0", "plain:tone1"]
         assert frame["path"].str.startswith("s3://bucket/in/").all()
+
+
+def test_cli_auto_detects_a_corpus_and_keeps_its_labels(tmp_path):
+    pytest.importorskip("ser_pipeline.corpora")
+    root = tmp_path / "ravdess"
+    rate = 24_000
+    for actor, emotion in [(1, 5), (2, 3), (3, 4)]:
+        folder = root / f"Actor_{actor:02d}"
+        folder.mkdir(parents=True)
+        t = np.arange(int(rate * 3.0)) / rate
+        sf.write(folder / f"03-01-{emotion:02d}-01-01-01-{actor:02d}.flac", 0.2 * np.sin(2 * np.pi * 300 * actor * t), rate)
+    (root / "Actor_03" / "notes-not-a-clip.wav").write_bytes((root / "Actor_01" / "03-01-05-01-01-01-01.flac").read_bytes())
+    store = (tmp_path / "store").as_uri()
+    result = CliRunner().invoke(app, ["features", str(root), "--out", store, "--workers", "1", "--json"])
+    summary = json.loads(result.stdout)
+    assert summary["corpus"] == "ravdess" and summary["files_written"] == 3
+    # The file whose name breaks the convention is reported, not silently dropped or mislabelled.
+    assert result.exit_code == 1 and [f["path"].endswith("notes-not-a-clip.wav") for f in summary["failures"]] == [True]
+    frame, _ = read_features(store, SPEC, sources=["ravdess"])
+    assert sorted(zip(frame["speaker"], frame["emotion"])) == [("ravdess:01", "angry"), ("ravdess:02", "happy"), ("ravdess:03", "sad")]
+    assert (frame["group"] == frame["speaker"]).all() and set(frame["gender"]) == {"male", "female"}

@@ -11,14 +11,19 @@ from ._common import EXIT_FAILURE, EXIT_USAGE, fail, print_json, settings_from
 CORPUS_CHOICES = ("auto", "ravdess", "tess", "crema-d", "savee", "synth", "plain")
 
 
-def _items(source_url: str, corpus: str, settings) -> tuple[list, str]:
-    """The inputs under ``source_url`` and the corpus they were read as."""
+def _items(source_url: str, corpus: str, settings) -> tuple[list, str, list]:
+    """The inputs under ``source_url``, the corpus they were read as, and files left out as
+    ``(path, reason)`` (names that do not follow the corpus's convention)."""
     from .. import storage
 
     if corpus == "auto":
         from ..corpora import detect_corpus
 
-        corpus = detect_corpus(source_url) or "plain"
+        try:
+            corpus = detect_corpus(source_url)
+        except ValueError as exc:
+            typer.secho(f"note: reading as plain audio, no corpus recognised ({exc})", err=True)
+            corpus = "plain"
     if corpus == "plain":
         from ..extraction import relative_path
 
@@ -26,10 +31,12 @@ def _items(source_url: str, corpus: str, settings) -> tuple[list, str]:
             url for url in storage.list_files(source_url, storage.AUDIO_EXTENSIONS, settings)
             if not any(part.startswith(("_", ".")) for part in relative_path(url, source_url).split("/"))
         ]
-        return urls, corpus
+        return urls, corpus, []
     from ..corpora import read_corpus
 
-    return list(read_corpus(corpus, source_url)), corpus
+    skipped: list = []
+    items = list(read_corpus(corpus, source_url, skipped))
+    return items, items[0].corpus if items else corpus, [(s.path, s.reason) for s in skipped]
 
 
 def register(app: typer.Typer) -> None:
@@ -52,19 +59,21 @@ def register(app: typer.Typer) -> None:
         if corpus not in CORPUS_CHOICES:
             fail(f"--corpus must be one of {', '.join(CORPUS_CHOICES)}, not {corpus!r}", EXIT_USAGE)
         from .. import storage
-        from ..extraction import featurize
+        from ..extraction import Failure, featurize
         from ..features import FeatureSpec
 
         settings = settings_from(feature_store_url=out, workers=workers)
         fs, root = storage.filesystem(source_url, settings)
         if not fs.exists(root):
             fail(f"{source_url}: no such folder", EXIT_USAGE)
-        items, used = _items(source_url, corpus, settings)
+        items, used, unread = _items(source_url, corpus, settings)
         if not items:
             fail(f"{source_url}: no audio files found (read as {used})", EXIT_USAGE)
         spec = FeatureSpec.from_settings(settings)
         summary = featurize(items, settings.feature_store_url, spec, workers=settings.workers,
                             progress=progress and not as_json, source_url=source_url, settings=settings)
+        summary.files_seen += len(unread)
+        summary.failures.extend(Failure(path, reason) for path, reason in unread)
         if as_json:
             print_json({"corpus": used, "store": settings.feature_store_url, "spec_hash": spec.hash, **summary.as_dict()})
         else:
