@@ -161,3 +161,41 @@ def test_archive_discovery_ignores_underscore_and_dot_folders(tmp_path):
     assert [u.rsplit("/", 1)[1] for u in list_surveys(root.as_uri())] == ["S1", "S2"]
     assert [s.survey_id for s in read_archive(str(root))] == ["S1", "S2"]
     assert list_surveys((tmp_path / "none").as_uri()) == []
+
+
+def test_memory_filesystem_archive(tmp_path):
+    """Any fsspec URL works; memory:// is a real fsspec filesystem without a network."""
+    import fsspec
+
+    local = write_survey(tmp_path / "archive", "S1")
+    fs = fsspec.filesystem("memory")
+    root = f"/ser-test-{tmp_path.name}/archive/S1"
+    for path in local.iterdir():
+        fs.pipe_file(f"{root}/{path.name}", path.read_bytes())
+    try:
+        survey = read_survey(f"memory://{root}")
+        assert [len(s.turns) for s in survey.sessions] == [12] * len(SESSIONS)
+        assert survey.sessions[0].audio_url == f"memory://{root}/s1.wav"
+        assert [u.rsplit("/", 1)[1] for u in list_surveys(f"memory://{root.rsplit('/', 1)[0]}")] == ["S1"]
+    finally:
+        fs.rm(root.rsplit("/", 2)[0], recursive=True)
+
+
+@pytest.mark.s3
+def test_s3_archive(tmp_path, s3_bucket):
+    import fsspec
+
+    from ser_pipeline.settings import get_settings
+
+    local = write_survey(tmp_path / "archive", "S1")
+    fs = fsspec.filesystem("s3", **get_settings().storage_options(s3_bucket))
+    for path in local.iterdir():
+        fs.pipe_file(f"{s3_bucket}/archive/S1/{path.name}", path.read_bytes())
+    fs.pipe_file(f"{s3_bucket}/archive/_tmp/manifest.csv", b"ignored")
+    [survey] = read_archive(f"{s3_bucket}/archive")
+    assert survey.survey_id == "S1" and survey.sessions[2].turns_source == "rttm"
+    assert survey.sessions[0].audio_url == f"{s3_bucket}/archive/S1/s1.wav"
+    folder = f"{s3_bucket}/archive/S1"
+    fs.pipe_file(f"{folder}/manifest.csv", (local / "manifest.csv").read_text().replace("s1.wav", "../S0/s1.wav").encode())
+    with pytest.raises(ManifestError, match="leaves the archive root"):
+        read_survey(folder)
