@@ -364,3 +364,25 @@ def test_moments_review_queue_and_model_comparison_views(loaded):
     _assert_same(got, want, ["other_label", "current_label"], ["n_utterances"])
     changed = warehouse.run_query(loaded.path, "SELECT count(*) FILTER (WHERE label_changed) AS n FROM v_model_comparison")["n"].iloc[0]
     assert changed == (both["label_old"] != both["label_new"]).sum()
+
+
+@pytest.mark.slow
+def test_concurrent_writers_take_turns(loaded):
+    """Two processes load different model versions at once; the second waits, neither fails."""
+    code = textwrap.dedent("""
+        import sys
+        import pandas as pd
+        from ser_pipeline import warehouse
+        path, version = sys.argv[1], sys.argv[2]
+        ids = warehouse.run_query(path, "SELECT utterance_id FROM utterances")["utterance_id"]
+        frame = pd.DataFrame({"utterance_id": ids, "model_version": version, "label": "happy", "confidence": 0.8})
+        for _ in range(5):
+            with warehouse.writing(path) as con:
+                warehouse.load_predictions(con, frame)
+    """)
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(warehouse.__file__).parents[1]), "SER_WAREHOUSE_WAIT_S": "60"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(loaded.path), v], env=env, stderr=subprocess.PIPE, text=True) for v in ("w1", "w2")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    counts = warehouse.run_query(loaded.path, "SELECT model_version, count(*) AS n FROM predictions WHERE model_version LIKE 'w%' GROUP BY 1 ORDER BY 1")
+    assert counts.values.tolist() == [["w1", len(loaded.utterances)], ["w2", len(loaded.utterances)]]
