@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,10 +247,19 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
 # Loaders
 
 
+def _plain(value: Any) -> Any:
+    """JSON fallback: NumPy scalars and arrays as numbers and lists, anything else as text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
 def _json(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(value, sort_keys=True, default=_plain)
 
 
 def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, columns: Sequence[str]) -> int:
@@ -261,6 +270,16 @@ def _insert_new(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
         return con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _batch ON CONFLICT DO NOTHING").fetchone()[0]
     finally:
         con.unregister("_batch")
+
+
+def _present(con: duckdb.DuckDBPyConnection, table: str, column: str, values: pd.Series) -> set[str]:
+    """The ``values`` already in ``table.column`` (a semi-join in DuckDB, so the table is not
+    pulled into Python)."""
+    con.register("_values", pd.DataFrame({"value": values.astype(str).unique()}))
+    try:
+        return {r[0] for r in con.execute(f"SELECT value FROM _values WHERE value IN (SELECT {column} FROM {table})").fetchall()}
+    finally:
+        con.unregister("_values")
 
 
 def load_survey(con: duckdb.DuckDBPyConnection, survey: "Survey", key: Any = None) -> LoadResult:
@@ -367,7 +386,7 @@ def load_utterances(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, key: Any =
     frame["end_s"] = frame["end_s"].astype(float)
     if "duration_s" not in frame.columns:
         frame["duration_s"] = frame["end_s"] - frame["start_s"]
-    known_sessions = {r[0] for r in con.execute("SELECT session_id FROM sessions").fetchall()}
+    known_sessions = _present(con, "sessions", "session_id", frame["session_id"])
     reasons = pd.Series(None, index=frame.index, dtype=object)
     reasons[~frame["session_id"].isin(known_sessions)] = "unknown session (load the survey first)"
     bad_times = ~((frame["end_s"] > frame["start_s"]) & (frame["start_s"] >= 0))
@@ -402,7 +421,7 @@ def load_predictions(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, run_id: s
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame["context_label"] = frame["context_label"].astype(object).where(frame["context_label"].notna(), None)
     frame["ingest_run_id"] = run_id
-    known = {r[0] for r in con.execute("SELECT utterance_id FROM utterances").fetchall()}
+    known = _present(con, "utterances", "utterance_id", frame["utterance_id"])
     reasons = pd.Series(None, index=frame.index, dtype=object)
     reasons[~frame["label"].isin(EMOTIONS)] = "label is not one of labels.EMOTIONS"
     in_range = frame["confidence"].between(0, 1)
@@ -717,7 +736,3 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "current_model": {"model_version": model[0], "chosen_by": model[1]} if model else None,
         "last_ingest_run": last_run,
     }
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _warehouse_data import KEY, Loaded, expected_frame, _loaded_template, loaded, predictions_frame, utterances_frame, write_survey  # noqa: F401
+from _warehouse_data import Loaded, _loaded_template, loaded, predictions_frame, utterances_frame, write_survey  # noqa: F401
 from ser_pipeline import warehouse
 from ser_pipeline.labels import NEGATIVE_EMOTIONS
 from ser_pipeline.manifest import read_survey

@@ -6,8 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -19,7 +18,6 @@ from _warehouse_data import KEY, PARTICIPANTS, T0, _loaded_template, loaded, pre
 from ser_pipeline import warehouse
 from ser_pipeline.errors import WarehouseBusy
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
-from ser_pipeline.manifest import read_survey
 from ser_pipeline.resources import SQL_DIR
 
 def _columns(con) -> list[tuple]:
@@ -386,3 +384,13 @@ def test_concurrent_writers_take_turns(loaded):
     assert [p.returncode for p in procs] == [0, 0], errors
     counts = warehouse.run_query(loaded.path, "SELECT model_version, count(*) AS n FROM predictions WHERE model_version LIKE 'w%' GROUP BY 1 ORDER BY 1")
     assert counts.values.tolist() == [["w1", len(loaded.utterances)], ["w2", len(loaded.utterances)]]
+
+
+def test_model_metrics_are_stored_as_json_numbers(loaded):
+    with warehouse.writing(loaded.path) as con:
+        warehouse.record_model_version(con, "v3", metrics={"uar": np.float32(0.5), "recall": np.array([0.25, 0.75]), "n": np.int64(40)},
+                                       labels=list(EMOTIONS), feature_spec="abc123")
+        warehouse.record_model_version(con, "v3", promoted_at=T0)  # a later update keeps what it does not name
+        row = con.execute("SELECT metrics->>'$.uar', metrics->'$.recall'->>1, metrics->>'$.n', json_type(metrics->'$.uar'), "
+                          "labels, feature_spec, promoted_at IS NOT NULL FROM model_versions WHERE model_version = 'v3'").fetchone()
+    assert row == ("0.5", "0.75", "40", "DOUBLE", list(EMOTIONS), "abc123", True)
