@@ -121,6 +121,25 @@ def _segments(con) -> str | None:
     return _png(fig)
 
 
+def _questions(con) -> str | None:
+    import matplotlib.pyplot as plt
+
+    share = con.execute("SELECT question, label, share FROM v_emotion_share_by_question WHERE survey_id = $s", {"s": con.survey}).df()
+    if share.empty:
+        return None
+    wide = share.pivot_table(index="question", columns="label", values="share", fill_value=0.0)
+    wide = wide[_ordered(wide.columns)].sort_index(ascending=False)
+    fig, ax = plt.subplots(figsize=(12, 0.55 * len(wide) + 1.4), layout="constrained")
+    left = pd.Series(0.0, index=wide.index)
+    for emotion in wide.columns:
+        ax.barh(wide.index.astype(str), wide[emotion], left=left, color=EMOTION_COLORS[emotion], height=0.7, label=emotion)
+        left += wide[emotion]
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the answers' utterances")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return _png(fig)
+
+
 def _session_arcs(con) -> tuple[str | None, int]:
     import matplotlib.pyplot as plt
 
@@ -227,6 +246,7 @@ def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | 
         charts = {
             "time": _share_over_time(sc),
             "segments": _segments(sc),
+            "questions": _questions(sc),
             "confidence": _confidence(sc),
         }
         arcs, n_arc_sessions = _session_arcs(sc)
@@ -272,6 +292,8 @@ def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | 
                 charts["time"] and _img(charts["time"], "emotion share per week")),
         section("Segments compared", "Share of each emotion among utterances by participants of each segment attribute.",
                 charts["segments"] and _img(charts["segments"], "emotion share by segment")),
+        section("Questions and topics", "Share of each emotion among the utterances answering each question (when the manifest names it).",
+                charts["questions"] and _img(charts["questions"], "emotion share by question")),
         section("Session arcs",
                 "Each dot is an utterance, coloured by its emotion, placed at the model's probability that it is negative; "
                 "the line is the running share of negative utterances."

@@ -41,11 +41,11 @@ def _report(loaded: Loaded, tmp_path: Path, **kwargs) -> str:
         con.close()
 
 
-def test_report_is_self_contained_with_four_coloured_charts(loaded: Loaded, tmp_path):
+def test_report_is_self_contained_with_five_coloured_charts(loaded: Loaded, tmp_path):
     page = _report(loaded, tmp_path)
     assert "<style>" in page and not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from elsewhere
     images = _images(page)
-    assert len(images) == 4  # share over time, segments, session arcs, confidence
+    assert len(images) == 5  # share over time, segments, questions, session arcs, confidence
     for image in images:
         assert image.shape[0] > 200 and image.shape[1] > 500
         assert image.std() > 20  # not blank
@@ -79,7 +79,7 @@ def test_survey_without_predictions_gets_no_empty_charts(loaded: Loaded, tmp_pat
             write_report(con, "S404", tmp_path / "out")
     page = path.read_text()
     assert _images(page) == []
-    assert page.count("No labelled utterances for this survey yet") == 5
+    assert page.count("No labelled utterances for this survey yet") == 6
 
 
 @pytest.mark.browser
