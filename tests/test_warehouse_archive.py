@@ -91,3 +91,9 @@ def test_generated_archive_loads_idempotently_and_views_match_truth(tmp_path):
     assert changed == (v1.set_index("utterance_id")["label"] != v2.set_index("utterance_id")["label"]).sum()
     current = warehouse.run_query(path, "SELECT model_version, chosen_by FROM v_current_model")
     assert current.iloc[0].tolist() == ["noisy-v2", "promoted"]
+
+    # Every analysts' query answers on the generated archive too (exact answers: tests/test_queries.py).
+    params = {"survey": "SV01", "session": "SV01-S01", "old_version": "oracle-v1", "new_version": "noisy-v2"}
+    for name, query in warehouse.named_queries().items():
+        frame = warehouse.run_named_query(path, name, {k: v for k, v in params.items() if k in dict(query.params)})
+        assert not frame.empty, name
