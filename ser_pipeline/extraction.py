@@ -256,18 +256,23 @@ def featurize(
                                      initializer=_init_worker, initargs=(skip, settings)) as pool:
                 # Keep a bounded number of chunks in flight so results don't pile up in memory.
                 queue = iter(chunks)
-                in_flight = set()
+                in_flight: dict[Any, list[dict[str, Any]]] = {}
                 for chunk in queue:
-                    in_flight.add(pool.submit(_featurize_chunk, chunk, spec))
+                    in_flight[pool.submit(_featurize_chunk, chunk, spec)] = chunk
                     if len(in_flight) >= 2 * workers:
                         break
                 while in_flight:
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in done:
-                        absorb(future.result())
+                        chunk = in_flight.pop(future)
+                        try:
+                            absorb(future.result())
+                        except Exception as exc:  # a worker died (e.g. out of memory): its files fail, the run goes on
+                            reason = f"worker failed: {type(exc).__name__}: {exc}"
+                            absorb([{"status": "failed", "path": r["path"], "reason": reason} for r in chunk])
                         nxt = next(queue, None)
                         if nxt is not None:
-                            in_flight.add(pool.submit(_featurize_chunk, nxt, spec))
+                            in_flight[pool.submit(_featurize_chunk, nxt, spec)] = nxt
         writer.flush_all()
     summary.elapsed_s = time.perf_counter() - started
     return summary

@@ -70,6 +70,9 @@ def test_cli_exit_codes_and_help(audio_tree, tmp_path):
     (ok_tree / "corrupt.wav").unlink()
     done = runner.invoke(app, ["features", str(ok_tree), "--out", str(tmp_path / "s"), "--corpus", "plain", "--workers", "1"])
     assert done.exit_code == 0 and "4 stored" in done.stdout
+    # No corpus naming convention matches: 'auto' falls back to plain audio.
+    auto = runner.invoke(app, ["features", str(ok_tree), "--out", str(tmp_path / "s"), "--workers", "1"])
+    assert auto.exit_code == 0 and "read as plain" in auto.stdout and "4 already stored" in auto.stdout
     assert runner.invoke(app, ["features", str(tmp_path / "nope"), "--corpus", "plain"]).exit_code == 2
     assert runner.invoke(app, ["features", str(ok_tree), "--corpus", "bogus"]).exit_code == 2
 
