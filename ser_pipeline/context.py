@@ -86,3 +86,39 @@ def filter_sessions(
         rows = np.flatnonzero(session_ids == session)
         out[rows] = forward_filter(proba[rows], transition, prior)
     return out
+
+
+def assemble_sessions(
+    emotions: Sequence[str], speakers: Sequence[str], mean_run: float = 4.0, session_length: int = 20, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order single-utterance corpora into pseudo-sessions for evaluating context.
+
+    Acted corpora have no sessions, so we build them: each speaker's utterances are dealt
+    into runs sharing one emotion (run lengths geometric with mean ``mean_run``, emotion
+    switching at every run end), and cut into sessions of ``session_length``. Returns
+    ``(order, session_ids)``: row positions in session-then-time order, and the session of
+    each. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    emotions = np.asarray([str(e) for e in emotions], dtype=object)
+    speakers = np.asarray([str(s) for s in speakers], dtype=object)
+    order: list[int] = []
+    session_ids: list[str] = []
+    for speaker in sorted(set(speakers)):
+        pools = {
+            e: list(rng.permutation(np.flatnonzero((speakers == speaker) & (emotions == e))))
+            for e in sorted(set(emotions[speakers == speaker]))
+        }
+        sequence: list[int] = []
+        current = None
+        while any(pools.values()):
+            choices = [e for e, pool in pools.items() if pool and e != current] or [e for e, pool in pools.items() if pool]
+            current = choices[rng.integers(len(choices))]
+            run = int(rng.geometric(1.0 / mean_run))
+            for _ in range(min(run, len(pools[current]))):
+                sequence.append(int(pools[current].pop()))
+        for start in range(0, len(sequence), session_length):
+            chunk = sequence[start : start + session_length]
+            order.extend(chunk)
+            session_ids.extend([f"{speaker}#{start // session_length}"] * len(chunk))
+    return np.asarray(order, dtype=np.int64), np.asarray(session_ids, dtype=object)

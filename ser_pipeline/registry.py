@@ -152,6 +152,8 @@ def promote_if_better(version: str, registry_url: str | None = None, settings: S
     root = _url(settings, registry_url)
     new = _meta(root, version, settings)
     current = champion_version(root, settings)
+    if new.get("split_kind", "speaker") != "speaker":
+        return False, "trained on a random (speaker-leaking) split; only speaker-split models are promoted"
     if current is None:
         promote(version, root, settings)
         return True, "no champion yet"
@@ -201,6 +203,8 @@ def load_model(registry_url: str | None = None, which: str = CHAMPION, settings:
         config=TrainConfig(**meta["config"]),
         history=meta.get("history", {}),
         version=version,
+        split_kind=meta.get("split_kind", "speaker"),
+        feature_spec=meta.get("feature_spec"),
     )
 
 

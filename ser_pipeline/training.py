@@ -53,6 +53,8 @@ class TrainedModel:
     config: TrainConfig = field(default_factory=TrainConfig)
     history: Mapping[str, Sequence[float]] = field(default_factory=dict)
     version: str | None = None  # set by the registry
+    split_kind: str = "speaker"  # "random" models leak speakers and are never promoted automatically
+    feature_spec: Mapping[str, Any] | None = None  # the full FeatureSpec (as a dict), to re-extract at prediction
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description (no arrays, no model)."""
@@ -64,6 +66,8 @@ class TrainedModel:
             "architecture": self.architecture,
             "fingerprint": self.fingerprint,
             "split_speakers": {k: list(v) for k, v in self.split_speakers.items()},
+            "split_kind": self.split_kind,
+            "feature_spec": dict(self.feature_spec) if self.feature_spec is not None else None,
             "config": asdict(self.config),
             "history": {k: [float(x) for x in v] for k, v in self.history.items()},
         }
@@ -134,13 +138,15 @@ def train(
     utterance_ids: Sequence[str] | None = None,
     augmented: tuple[Mapping[str, np.ndarray], Sequence[str], Sequence[str]] | None = None,
     progress: Callable[[str], None] | None = _stderr,
+    feature_spec: Mapping[str, Any] | None = None,
 ) -> TrainedModel:
     """Train on ``split.train``, early-stop on ``split.val``; ``split.test`` is never touched.
 
     ``features``: family -> ``(n, rows, frames)`` for all n utterances; ``emotions`` and
     ``speakers``: length n. ``augmented``: optional (features, emotions, speakers) of
     augmented copies of *training* clips, added to the training part only.
-    ``progress`` gets one line per epoch (None: silent).
+    ``progress`` gets one line per epoch (None: silent). ``feature_spec``: the spec as a dict,
+    kept with the model so prediction can re-extract features the same way.
     """
     import keras
 
@@ -205,4 +211,6 @@ def train(
         split_speakers=split.as_dict(),
         config=config,
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        split_kind=split.kind,
+        feature_spec=feature_spec,
     )

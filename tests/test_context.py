@@ -50,3 +50,20 @@ def test_sessions_are_filtered_independently():
 def test_bad_transition_matrix_is_refused():
     with pytest.raises(ValueError, match="row-stochastic"):
         forward_filter(np.ones((2, 3)) / 3, np.ones((3, 3)))
+
+
+def test_assembled_sessions_hold_runs_of_one_speaker_and_every_utterance_once():
+    from ser_pipeline.context import assemble_sessions
+
+    emotions = ["happy", "sad", "angry"] * 20
+    speakers = ["a"] * 30 + ["b"] * 30
+    order, sessions = assemble_sessions(emotions, speakers, mean_run=4, session_length=10, seed=0)
+    assert sorted(order.tolist()) == list(range(60))
+    for session in set(sessions):
+        rows = order[sessions == session]
+        assert len({speakers[i] for i in rows}) == 1 and len(rows) <= 10
+    seq = [emotions[i] for i in order]
+    stays = np.mean([a == b for a, b in zip(seq, seq[1:])])
+    assert stays > 0.5  # runs, not a shuffle (a shuffle of 3 emotions stays ~1/3 of the time)
+    again = assemble_sessions(emotions, speakers, mean_run=4, session_length=10, seed=0)
+    assert np.array_equal(again[0], order)

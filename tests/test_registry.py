@@ -50,3 +50,12 @@ def test_promotion_only_when_uar_beats_the_champion_on_the_same_test_speakers(tr
     assert [m.version for m in list_models(url) if m.champion] == ["v4"]
     with pytest.raises(ModelNotFound):
         promote("v9", url)
+
+
+def test_random_split_models_are_never_promoted_automatically(trained, tmp_path):
+    model = trained[0]
+    url = (tmp_path / "registry").as_uri()
+    leaky = model.__class__(**{**model.__dict__, "split_kind": "random"})
+    version = save_model(leaky, {"uar": 0.9}, registry_url=url)
+    promoted, reason = promote_if_better(version, url)
+    assert not promoted and "random" in reason and champion_version(url) is None
