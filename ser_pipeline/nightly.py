@@ -361,7 +361,13 @@ def _labelled_ids(settings: Settings, model_version: str, session_ids: Sequence[
 
 
 def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> list[Utterance]:
-    utterances = segment_recording(session.audio_url, session.session_id, session.turns or None, config=vad, settings=settings)
+    """The session's utterances; the header is read first, so a broken recording is caught
+    once here (not once per turn) and turns are clipped to the recording's length."""
+    from .audio import probe_audio
+
+    info = probe_audio(session.audio_url, settings)
+    utterances = segment_recording(session.audio_url, session.session_id, session.turns or None,
+                                   duration_s=info.duration_s, config=vad, settings=settings)
     if not session.turns and len(session.participant_ids) == 1:
         # One participant and no turns: every voiced span is theirs.
         utterances = [replace(u, participant_id=session.participant_ids[0]) for u in utterances]
