@@ -49,6 +49,9 @@ from .validation import ValidationResult
 FLOW_NAME = "label-new-audio"
 HASH_CHUNK_BYTES = 4 * 1024 * 1024
 
+# step(name, fn) -> the callable to run for that step (identity by default; a Prefect task in flows/).
+Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
+
 
 # -- results ------------------------------------------------------------------------------
 
@@ -614,7 +617,7 @@ def process_batch(
     batch: Batch,
     report: NightlyReport,
     context_stay: float = 0.8,
-    step: Callable[[str, Callable[..., Any]], Callable[..., Any]] | None = None,
+    step: Step | None = None,
 ) -> None:
     """Featurise, validate, predict, add context, validate and load one batch, updating ``report``.
 
@@ -660,37 +663,41 @@ def run_nightly(
     *,
     settings: Settings | None = None,
     run_id: str | None = None,
+    flow_run_id: str | None = None,
+    step: Step | None = None,
 ) -> NightlyReport:
     """Label every new utterance of the archive and load the warehouse (see module docstring).
 
     Returns the report; ``report.failed`` is True when a validation suite failed (that batch
-    was not loaded) or the run stopped on an error.
+    was not loaded) or the run stopped on an error. ``step(name, fn)`` may wrap each step
+    (``flows/nightly.py`` passes one that returns the step's Prefect task).
     """
+    call = step or (lambda _name, fn: fn)
     settings = run_settings(archive_url, warehouse, batch_size, settings)
-    report = NightlyReport(run_id=start_run(settings, run_id=run_id))
+    report = NightlyReport(run_id=call("start-run", start_run)(settings, flow_run_id=flow_run_id, run_id=run_id))
     try:
-        found = discover(settings)
+        found = call("discover", discover)(settings)
         report.add_time("discover", found.elapsed_s)
         report.quarantined.extend(found.quarantined)
         report.validations.extend(found.validations)
         report.surveys = len(found.surveys)
         clock = _Clock()
-        load_surveys(settings, found.surveys)
+        call("load-surveys", load_surveys)(settings, found.surveys)
         report.add_time("load", clock.elapsed)
         clock = _Clock()
-        trained = load_trained_model(settings, model)
+        trained = call("load-model", load_trained_model)(settings, model)
         report.model_version = str(trained.version)
         report.add_time("load model", clock.elapsed)
-        planned = plan(settings, found.surveys, report.model_version)
+        planned = call("plan", plan)(settings, found.surveys, report.model_version)
         apply_plan(report, planned)
         for batch in planned.batches:
-            process_batch(settings, trained, batch, report)
+            process_batch(settings, trained, batch, report, step=step)
     except SerError as exc:
         report.error = f"{type(exc).__name__}: {exc}"
     finally:
-        record_quarantine(settings, report.quarantined, report.run_id)
-        record_validations(settings, report.validations, report.run_id)
-        finish(settings, report)
+        call("record-quarantine", record_quarantine)(settings, report.quarantined, report.run_id)
+        call("record-validations", record_validations)(settings, report.validations, report.run_id)
+        call("finish", finish)(settings, report)
     return report
 
 
