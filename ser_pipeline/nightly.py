@@ -219,7 +219,10 @@ def run_settings(
     settings: Settings | None = None,
 ) -> Settings:
     """The settings of one run: ``SER_*`` values with the run's parameters applied."""
-    return override(settings or get_settings(), archive_url=archive_url, warehouse_path=warehouse, batch_size=batch_size)
+    from pathlib import Path
+
+    return override(settings or get_settings(), archive_url=archive_url,
+                    warehouse_path=Path(warehouse) if warehouse else None, batch_size=batch_size)
 
 
 @contextmanager
