@@ -695,8 +695,11 @@ def run_nightly(
         apply_plan(report, planned)
         for batch in planned.batches:
             process_batch(settings, trained, batch, report, step=step)
-    except SerError as exc:
+    except SerError as exc:  # expected failures (no champion, warehouse busy, spec mismatch): recorded, run fails
         report.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug: recorded as a failed run, then raised
+        report.error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         call("record-quarantine", record_quarantine)(settings, report.quarantined, report.run_id)
         call("record-validations", record_validations)(settings, report.validations, report.run_id)
