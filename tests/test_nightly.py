@@ -133,3 +133,22 @@ def test_a_manifest_failing_its_suite_is_quarantined(env):
     assert report.failed
     assert [(q.stage, "audio_file_exists" in q.reason) for q in report.quarantined] == [("manifest", True)]
     assert _rows(tmp_path, "SELECT DISTINCT u.session_id FROM utterances u") == [("SV01-S01",)]
+
+
+def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ser_pipeline.cli import app
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    result = CliRunner().invoke(app, ["label", "--archive-url", url, "--json", "--report", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["predictions_loaded"] == len(truth) and summary["status"] == "completed"
+    assert (tmp_path / "r.md").read_text().startswith("# Nightly labeling: COMPLETED")
+    as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S01.wav", 1e6)
+    (tmp_path / "warehouse.duckdb").unlink()
+    assert CliRunner().invoke(app, ["label", "--archive-url", url, "--batch-size", "4"]).exit_code == 1
