@@ -197,3 +197,27 @@ def test_concatenated_ravdess_clips_give_one_utterance_inside_each_clip(ravdess_
     assert len(found) == len(files)
     for (a, b), (lo, hi) in zip(found, bounds):
         assert lo <= a < b <= hi and b - a >= 0.5
+
+
+@pytest.mark.slow
+def test_segment_file_memory_stays_bounded_on_a_long_recording(tmp_path):
+    """Ten minutes of audio, streamed in 5 s blocks: the peak of Python/numpy allocations stays
+    far below the decoded recording's size, and the spans are those found in memory."""
+    import tracemalloc
+
+    layout = [("pause", 1.0)]
+    for k in range(300):
+        layout += [("burst", 1.0), ("pause", 1.0)]
+    y, truth = _signal(layout, seed=7)
+    path = tmp_path / "long.wav"
+    sf.write(path, y, SR, subtype="PCM_16")
+    whole_bytes = y.size * 4  # float32 samples of the whole recording
+    del y
+    tracemalloc.start()
+    try:
+        found = segment_file(str(path), sample_rate=SR, block_s=5.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_bytes / 10, f"peak {peak / 1e6:.1f} MB for a {whole_bytes / 1e6:.1f} MB recording"
+    _assert_spans_close(found, truth, tol=0.07)
