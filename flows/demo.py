@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's ephemeral API server starts in ~15 s on an idle laptop; allow for a busy one.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _stage(message: str) -> None:
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     root = Path(args.root).resolve()
+    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
     os.environ["SER_ARCHIVE_URL"] = (root / "archive").as_uri()
     os.environ["SER_FEATURE_STORE_URL"] = (root / "features").as_uri()
     os.environ["SER_REGISTRY_URL"] = (root / "registry").as_uri()
