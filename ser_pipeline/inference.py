@@ -29,6 +29,34 @@ def pool_windows(proba: np.ndarray, utterance_ids: Sequence[str]) -> tuple[list[
     return order, pooled.astype(np.float32)
 
 
+def _padded_size(n: int, batch_size: int) -> int:
+    """The batch shape ``n`` rows are run at: ``batch_size``, or the next power of two (>= 8) below it."""
+    size = 8
+    while size < n and size < batch_size:
+        size *= 2
+    return min(size, batch_size)
+
+
+def predict_batches(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``model`` on ``x`` ``(n, ...)`` as float32 ``(n, K)``, in fixed-shape batches.
+
+    Every call uses ``model.predict_on_batch`` on a batch of ``batch_size`` rows (the last
+    one zero-padded to the next power of two), so the backend compiles the forward pass for
+    a handful of shapes once and reuses it: no tf.data pipeline per call (what
+    ``model.predict`` builds) and no retracing for every odd batch length.
+    """
+    out = []
+    for start in range(0, len(x), batch_size):
+        part = x[start : start + batch_size]
+        size = _padded_size(len(part), batch_size)
+        if size != len(part):
+            part = np.concatenate([part, np.zeros((size - len(part), *part.shape[1:]), dtype=part.dtype)])
+        out.append(np.asarray(model.predict_on_batch(part), dtype=np.float32)[: min(batch_size, len(x) - start)])
+    if not out:
+        return np.zeros((0, int(model.output_shape[-1])), dtype=np.float32)
+    return np.concatenate(out)
+
+
 def predict_proba(
     trained: Any,
     features: Mapping[str, np.ndarray],
@@ -58,7 +86,7 @@ def predict_proba(
     if speakers is None:
         speakers = [None] * len(x)
     x = trained.normalizer.transform(x, list(speakers))
-    proba = np.asarray(trained.model.predict(x[..., None], batch_size=batch_size, verbose=0), dtype=np.float32)
+    proba = predict_batches(trained.model, np.asarray(x[..., None], dtype=np.float32), batch_size)
     if utterance_ids is not None:
         return pool_windows(proba, utterance_ids)[1]
     return proba

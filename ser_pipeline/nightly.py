@@ -124,6 +124,7 @@ class BatchFeatures:
     store_file: str | None
     quarantined: tuple[Quarantined, ...] = ()
     elapsed_s: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: decode + resample, features, feature store
 
 
 @dataclass(frozen=True)
@@ -427,43 +428,111 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
 # -- 4. per batch ----------------------------------------------------------------------------------
 
 
-def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
-    """Decode each utterance (seeking into its recording), cut windows, extract every feature
-    family and append them to the feature store (source = survey). Utterances that fail to
-    decode are quarantined and left out."""
+def _decode_groups(utterances: Sequence[PlannedUtterance], max_span_s: float) -> list[list[PlannedUtterance]]:
+    """The utterances grouped for decoding: same recording, time order, each group's span
+    (first start to last end) at most ``max_span_s`` so one decode stays bounded in memory."""
+    by_source: dict[str, list[PlannedUtterance]] = {}
+    for u in utterances:
+        by_source.setdefault(u.source_uri, []).append(u)
+    groups: list[list[PlannedUtterance]] = []
+    for items in by_source.values():
+        current: list[PlannedUtterance] = []
+        for u in sorted(items, key=lambda u: (u.start_s, u.end_s)):
+            if current and max(u.end_s, max(c.end_s for c in current)) - current[0].start_s > max_span_s:
+                groups.append(current)
+                current = []
+            current.append(u)
+        if current:
+            groups.append(current)
+    return groups
+
+
+def _decode_group(group: Sequence[PlannedUtterance], settings: Settings, sample_rate: int) -> list[tuple[PlannedUtterance, Any]]:
+    """Each utterance's samples (or the error that stopped it), decoding the group's span once.
+
+    When the span cannot be decoded (a truncated or corrupt stretch), each utterance is
+    decoded on its own, so only those that touch the bad part fail.
+    """
     from .audio import load_audio
+
+    start = min(u.start_s for u in group)
+    end = max(u.end_s for u in group)
+    try:
+        span = load_audio(group[0].source_uri, sample_rate, offset_s=start, duration_s=end - start, settings=settings).samples
+    except AudioDecodeError:
+        span = None
+    out: list[tuple[PlannedUtterance, Any]] = []
+    for u in group:
+        if span is None or len(group) == 1:
+            try:
+                samples = (span if span is not None else
+                           load_audio(u.source_uri, sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings).samples)
+            except AudioDecodeError as exc:
+                out.append((u, exc))
+                continue
+        else:
+            a = int(round((u.start_s - start) * sample_rate))
+            b = min(int(round((u.end_s - start) * sample_rate)), len(span))
+            samples = span[a:b]
+            if b <= a:
+                out.append((u, AudioDecodeError(u.source_uri, f"no audio at offset {u.start_s:.3f} s")))
+                continue
+        out.append((u, samples))
+    return out
+
+
+def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
+    """Decode the batch's audio, cut windows, extract every feature family and append them to
+    the feature store (source = survey). Utterances that fail to decode are quarantined and
+    left out.
+
+    Each recording is decoded (and resampled) once per stretch of at most
+    ``settings.decode_span_s`` covering its utterances, then sliced; features are extracted
+    in batches on ``settings.effective_workers()`` threads (the FFTs, sorts and matrix
+    products release the GIL). ``BatchFeatures.timings`` splits the time into decode and
+    features and store.
+    """
     from .feature_store import write_features
-    from .features import FeatureSpec, clip_windows, extract_features
+    from .features import FeatureSpec, clip_windows, extract_features_parallel
 
     clock = _Clock()
     spec = FeatureSpec.from_settings(settings)
     rows: list[dict[str, Any]] = []
     windows: list[np.ndarray] = []
     quarantined: list[Quarantined] = []
-    for u in batch.utterances:
-        try:
-            audio = load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings)
-            clips = clip_windows(audio.samples, spec)
-        except (AudioDecodeError, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
-            quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))
-            continue
-        for w, clip in enumerate(clips):
-            rows.append({
-                "source": u.survey_id, "group": u.session_id,
-                "speaker": f"{u.survey_id}:{u.participant_id}" if u.participant_id else "unknown",
-                "utterance_id": u.utterance_id, "window": w, "content_hash": u.utterance_id,
-                "session_id": u.session_id, "start_s": u.start_s, "end_s": u.end_s,
-            })
-            windows.append(clip)
+    for group in _decode_groups(batch.utterances, settings.decode_span_s):
+        for u, samples in _decode_group(group, settings, spec.sample_rate):
+            try:
+                if isinstance(samples, Exception):
+                    raise samples
+                clips = clip_windows(samples, spec)
+            except (AudioDecodeError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
+                quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))
+                continue
+            for w, clip in enumerate(clips):
+                rows.append({
+                    "source": u.survey_id, "group": u.session_id,
+                    "speaker": f"{u.survey_id}:{u.participant_id}" if u.participant_id else "unknown",
+                    "utterance_id": u.utterance_id, "window": w, "content_hash": u.utterance_id,
+                    "session_id": u.session_id, "start_s": u.start_s, "end_s": u.end_s,
+                })
+                windows.append(clip)
+    decoded_s = clock.elapsed
     keys = pd.DataFrame(rows, columns=["source", "group", "speaker", "utterance_id", "window", "content_hash", "session_id", "start_s", "end_s"])
-    feats = extract_features(windows, spec) if windows else {f: np.zeros((0, r, spec.n_frames), np.float32) for f, r in spec.families.items()}
+    if windows:
+        feats = extract_features_parallel(windows, spec, workers=settings.effective_workers())
+    else:
+        feats = {f: np.zeros((0, r, spec.n_frames), np.float32) for f, r in spec.families.items()}
+    del windows
+    extracted_s = clock.elapsed
     store_file = None
     for source in keys["source"].unique():
         mask = (keys["source"] == source).to_numpy()
         store_file = write_features(settings.feature_store_url, keys[mask].reset_index(drop=True),
                                     {f: a[mask] for f, a in feats.items()}, spec, settings=settings) or store_file
-    return BatchFeatures(batch, keys, feats, spec, store_file, tuple(quarantined), clock.elapsed)
+    timings = {"decode + resample": decoded_s, "features": extracted_s - decoded_s, "feature store": clock.elapsed - extracted_s}
+    return BatchFeatures(batch, keys, feats, spec, store_file, tuple(quarantined), clock.elapsed, timings)
 
 
 def validate_batch_features(features: BatchFeatures) -> ValidationResult:
@@ -629,7 +698,8 @@ def process_batch(
     """
     call = step or (lambda _name, fn: fn)
     features = call("featurise", featurise_batch)(settings, batch)
-    report.add_time("featurise", features.elapsed_s)
+    for stage, seconds in (features.timings or {"featurise": features.elapsed_s}).items():
+        report.add_time(stage, seconds)
     report.quarantined.extend(features.quarantined)
     target = f"batch {batch.index}: sessions {', '.join(batch.sessions)}"
     clock = _Clock()

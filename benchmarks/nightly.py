@@ -1,0 +1,237 @@
+"""Throughput of the nightly path: seconds of recorded audio labelled per wall second.
+
+Runs ``ser_pipeline.nightly.run_nightly`` (discover, hash + segment, decode + resample,
+features, inference, context, validation, Parquet and DuckDB loads) over a generated archive
+of at least ``--hours`` of focus-group audio, into a fresh feature store and warehouse, and
+prints the rate end to end and per stage. Generating the archive and training the champion
+(the seed CNN, a few epochs on generated speech) are not timed; both are cached under
+``--workdir`` between runs.
+
+In the same run it measures the reference on a sample of whole sessions: every utterance
+decoded on its own, features by the naive librosa recipe (``extract_features_naive``) and the
+model called once per utterance (unbatched). The machine is shared, so absolute rates are
+noisy; the printed ratio (ours / reference, measured minutes apart) is what to compare.
+
+    PYTHONPATH=$PWD /work/main/.venv/bin/python benchmarks/nightly.py [--hours 1] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+GOAL_X_REAL_TIME = 300.0
+TURNS_PER_SESSION = 45  # ~150 s of recording per session (2.5 s turns, 0.9 s pauses)
+SESSION_S_ESTIMATE = 150.0
+
+
+def _load_average() -> str:
+    try:
+        return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None, seed: int) -> tuple[str, float]:
+    """A generated archive of at least ``hours`` of audio (cached); its URL and total seconds."""
+    import soundfile as sf
+
+    from ser_pipeline import synth
+
+    n_surveys = 4
+    per_survey = max(1, math.ceil(hours * 3600 / SESSION_S_ESTIMATE / n_surveys))
+    while True:
+        name = f"archive-{n_surveys}x{per_survey}x{TURNS_PER_SESSION}-{sample_rate}-{sidecar}-{seed}"
+        path = root / name
+        if not (path / ".complete").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"generating {name} (not timed) ...", file=sys.stderr, flush=True)
+            synth.generate_archive(path.as_uri(), n_surveys=n_surveys, sessions_per_survey=per_survey,
+                                   participants_per_session=4, utterances_per_session=TURNS_PER_SESSION,
+                                   sidecar=sidecar, sample_rate=sample_rate, seed=seed)
+            (path / ".complete").touch()
+        seconds = sum(sf.info(str(f)).duration for f in path.glob("SV*/*.wav"))
+        if seconds >= hours * 3600:
+            return path.as_uri(), seconds
+        per_survey += 1
+
+
+def make_champion(root: Path, architecture: str, epochs: int, seed: int) -> str:
+    """A registry (cached) whose champion is ``architecture`` trained on a small generated corpus."""
+    registry = root / f"registry-{architecture}-{epochs}-{seed}"
+    if (registry / ".complete").exists():
+        return registry.as_uri()
+    shutil.rmtree(registry, ignore_errors=True)
+    print(f"training a {architecture} champion (not timed) ...", file=sys.stderr, flush=True)
+    from ser_pipeline import registry as reg
+    from ser_pipeline import synth
+    from ser_pipeline.audio import load_audio
+    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
+    from ser_pipeline.labels import LabelSet
+    from ser_pipeline.splits import speaker_split
+    from ser_pipeline.training import TrainConfig, train
+
+    corpus = root / f"corpus-{seed}"
+    shutil.rmtree(corpus, ignore_errors=True)
+    items = synth.generate_corpus(corpus.as_uri(), n_speakers=6, utterances_per_emotion=3, seed=seed, duration_s=(1.5, 3.0))
+    spec = FeatureSpec()
+    windows = [clip_windows(load_audio(p, spec.sample_rate).samples, spec)[0] for p in items["path"]]
+    feats = extract_features(windows, spec)
+    config = TrainConfig(architecture=architecture, epochs=epochs, batch_size=32, seed=seed, early_stopping_patience=epochs)
+    trained = train(feats, items["emotion"], items["speaker"], speaker_split(items, seed=seed), LabelSet.from_merge({}),
+                    spec.hash, config, utterance_ids=items["utterance_id"], progress=None, feature_spec=spec.to_dict())
+    version = reg.save_model(trained, {"uar": 0.0, "accuracy": 0.0}, registry.as_uri())
+    reg.promote(version, registry.as_uri())
+    (registry / ".complete").touch()
+    return registry.as_uri()
+
+
+def timed_steps(seconds: dict[str, float]):
+    """A ``step(name, fn)`` hook for ``run_nightly`` adding each step's wall time to ``seconds``."""
+
+    def step(name, fn):
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - start
+
+        return run
+
+    return step
+
+
+def run_ours(archive_url: str, registry_url: str, work: Path) -> tuple[float, dict[str, float], dict]:
+    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.settings import Settings
+
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    settings = Settings(archive_url=archive_url, registry_url=registry_url, feature_store_url=(work / "features").as_uri(),
+                        warehouse_path=work / "warehouse.duckdb")
+    seconds: dict[str, float] = defaultdict(float)
+    start, cpu = time.perf_counter(), time.process_time()
+    report = run_nightly(settings=settings, step=timed_steps(seconds))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if report.failed:
+        raise SystemExit(f"the nightly run failed: {report.error or report.summary()}")
+    return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu}
+
+
+def warm_up() -> float:
+    """Import what the run imports lazily (TensorFlow/Keras, Great Expectations, librosa, DuckDB):
+    a worker pays this once, not per run of audio. Seconds taken."""
+    start = time.perf_counter()
+    import duckdb  # noqa: F401
+    import great_expectations  # noqa: F401
+    import keras  # noqa: F401
+    import librosa  # noqa: F401
+
+    return time.perf_counter() - start
+
+
+def run_reference(archive_url: str, registry_url: str, n_sessions: int) -> tuple[float, float, dict[str, float]]:
+    """The naive path on the first ``n_sessions`` sessions: per-utterance decode, naive librosa
+    features, one model call per utterance. Audio seconds covered, wall seconds, per stage."""
+    import soundfile as sf
+
+    from ser_pipeline.audio import load_audio
+    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features_naive
+    from ser_pipeline.inference import predict_proba
+    from ser_pipeline.manifest import list_surveys, read_survey
+    from ser_pipeline.registry import load_model
+    from ser_pipeline.segmentation import segment_recording
+
+    trained = load_model(registry_url, "champion")
+    spec = FeatureSpec()
+    sessions = [s for url in list_surveys(archive_url) for s in read_survey(url).sessions][:n_sessions]
+    seconds: dict[str, float] = defaultdict(float)
+    audio_s = 0.0
+    # Warm-up outside the timing (imports, the model's first call).
+    warm = clip_windows(load_audio(sessions[0].audio_url, spec.sample_rate, duration_s=2.0).samples, spec)
+    predict_proba(trained, extract_features_naive(warm, spec), None, spec)
+    for session in sessions:
+        audio_s += sf.info(session.audio_url.removeprefix("file://")).duration
+        t = time.perf_counter()
+        utterances = segment_recording(session.audio_url, session.session_id, session.turns or None)
+        seconds["segment"] += time.perf_counter() - t
+        for u in utterances:
+            t = time.perf_counter()
+            audio = load_audio(session.audio_url, spec.sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s)
+            clips = clip_windows(audio.samples, spec)
+            seconds["decode + resample"] += time.perf_counter() - t
+            t = time.perf_counter()
+            feats = extract_features_naive(clips, spec)
+            seconds["features (naive librosa)"] += time.perf_counter() - t
+            t = time.perf_counter()
+            predict_proba(trained, feats, None, spec, utterance_ids=[u.session_id] * len(clips))
+            seconds["inference (per utterance)"] += time.perf_counter() - t
+    return audio_s, sum(seconds.values()), dict(seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hours", type=float, default=1.0, help="at least this much audio in the archive")
+    parser.add_argument("--sample-rate", type=int, default=44_100, help="recordings' rate (the pipeline resamples to 22 050)")
+    parser.add_argument("--sidecar", default="mixed", help="csv, rttm, mixed or none (none: every session segmented by VAD)")
+    parser.add_argument("--architecture", default="seed", help="the champion's architecture: seed (the CNN) or pooled")
+    parser.add_argument("--reference-sessions", type=int, default=2, help="sessions the naive reference runs on")
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ser-bench-nightly")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = parser.parse_args()
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    sidecar = None if args.sidecar == "none" else args.sidecar
+    archive_url, audio_s = make_archive(args.workdir, args.hours, args.sample_rate, sidecar, args.seed)
+    registry_url = make_champion(args.workdir, args.architecture, epochs=2, seed=args.seed)
+
+    startup_s = warm_up()
+    load_before = _load_average()
+    wall, steps, summary = run_ours(archive_url, registry_url, args.workdir / "run")
+    ref_audio_s, ref_wall, ref_steps = run_reference(archive_url, registry_url, args.reference_sessions)
+    ours_x, ref_x = audio_s / wall, ref_audio_s / ref_wall
+
+    result = {
+        "audio_s": round(audio_s, 1), "wall_s": round(wall, 2), "x_real_time": round(ours_x, 1),
+        "steps_s": {k: round(v, 3) for k, v in steps.items()},
+        "stage_s": {k: round(v, 3) for k, v in summary["stage_seconds"].items()},
+        "cpu_s": round(summary["cpu_s"], 2), "startup_imports_s": round(startup_s, 2),
+        "utterances": summary["predictions_loaded"], "architecture": args.architecture,
+        "reference": {"audio_s": round(ref_audio_s, 1), "wall_s": round(ref_wall, 2), "x_real_time": round(ref_x, 1),
+                      "steps_s": {k: round(v, 3) for k, v in ref_steps.items()}},
+        "ratio": round(ours_x / ref_x, 1), "cores": os.cpu_count(), "load_average": [load_before, _load_average()],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"archive: {audio_s / 3600:.2f} h of {args.sample_rate} Hz audio, {summary['sessions']} sessions, "
+          f"{summary['predictions_loaded']} utterances; champion: {args.architecture}; "
+          f"{os.cpu_count()} cores, load average {load_before} -> {_load_average()}")
+    print(f"\n{'nightly step':<28}{'seconds':>9}{'x real time':>13}")
+    for name, s in sorted(steps.items(), key=lambda kv: -kv[1]):
+        print(f"{name:<28}{s:>9.2f}{audio_s / s if s else float('inf'):>13.0f}")
+    for name, s in summary["stage_seconds"].items():
+        print(f"  {'stage: ' + name:<26}{s:>9.2f}{audio_s / s if s else float('inf'):>13.0f}")
+    print(f"{'end to end':<28}{wall:>9.2f}{ours_x:>13.0f}")
+    print(f"{'  (process CPU time)':<28}{summary['cpu_s']:>9.2f}{audio_s / summary['cpu_s']:>13.0f}   per CPU second")
+    print(f"  start-up imports, once per worker, not in the rate: {startup_s:.1f} s")
+    print(f"\nreference on {args.reference_sessions} sessions ({ref_audio_s:.0f} s of audio):")
+    for name, s in ref_steps.items():
+        print(f"  {name:<26}{s:>9.2f}{ref_audio_s / s if s else float('inf'):>13.0f}")
+    print(f"{'reference end to end':<28}{ref_wall:>9.2f}{ref_x:>13.1f}")
+    print(f"\nours {ours_x:.0f}x real time, reference {ref_x:.1f}x: ratio {ours_x / ref_x:.1f}x; "
+          f"goal >= {GOAL_X_REAL_TIME:.0f}x real time: {'MET' if ours_x >= GOAL_X_REAL_TIME else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
