@@ -80,7 +80,7 @@ def make_champion(root: Path, architecture: str, epochs: int, seed: int) -> str:
 
     corpus = root / f"corpus-{seed}"
     shutil.rmtree(corpus, ignore_errors=True)
-    items = synth.generate_corpus(corpus.as_uri(), n_speakers=6, utterances_per_emotion=3, seed=seed, duration_s=(1.5, 3.0))
+    items = synth.generate_corpus(corpus.as_uri(), n_speakers=8, utterances_per_emotion=4, seed=seed, duration_s=(1.5, 3.0))
     spec = FeatureSpec()
     windows = [clip_windows(load_audio(p, spec.sample_rate).samples, spec)[0] for p in items["path"]]
     feats = extract_features(windows, spec)
@@ -122,7 +122,9 @@ def run_ours(archive_url: str, registry_url: str, work: Path) -> tuple[float, di
     report = run_nightly(settings=settings, step=timed_steps(seconds))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     if report.failed:
-        raise SystemExit(f"the nightly run failed: {report.error or report.summary()}")
+        from ser_pipeline.nightly import render_markdown
+
+        raise SystemExit(f"the nightly run failed:\n{render_markdown(report)}")
     return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu}
 
 
@@ -186,13 +188,14 @@ def main() -> int:
     parser.add_argument("--reference-sessions", type=int, default=2, help="sessions the naive reference runs on")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ser-bench-nightly")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=12, help="the champion's training epochs (enough not to predict one class)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     sidecar = None if args.sidecar == "none" else args.sidecar
     archive_url, audio_s = make_archive(args.workdir, args.hours, args.sample_rate, sidecar, args.seed)
-    registry_url = make_champion(args.workdir, args.architecture, epochs=2, seed=args.seed)
+    registry_url = make_champion(args.workdir, args.architecture, epochs=args.epochs, seed=args.seed)
 
     startup_s = warm_up()
     load_before = _load_average()

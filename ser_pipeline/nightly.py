@@ -13,13 +13,15 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    means "the warehouse holds this id's prediction by this model"; those are skipped,
    the rest are grouped into batches of whole sessions (session context needs a session's
    utterances together). Unreadable recordings are quarantined.
-4. per batch: :func:`featurise_batch` (decode each utterance by seeking, windows, features,
-   appended to the Parquet store), :func:`validate_batch_features` (GX ``features``),
-   :func:`predict_batch` (the model on every window, window probabilities averaged per
-   utterance), :func:`apply_context` (forward filter along each session),
-   :func:`validate_batch_predictions` (GX ``predictions``), :func:`load_batch` (utterances
-   and predictions, idempotent). A failed suite stops that batch's load, is recorded in the
-   warehouse and the report, and the run ends failed.
+4. per batch, :func:`label_batch` (the unit a task runner spreads over workers):
+   :func:`featurise_batch` (decode each recording once per stretch and slice the utterances,
+   windows, features, appended to the Parquet store), :func:`validate_batch_features` (GX
+   ``features``), :func:`predict_batch` (the model on every window, window probabilities
+   averaged per utterance), :func:`apply_context` (forward filter along each session),
+   :func:`validate_batch_predictions` (GX ``predictions``); then, back in the run, one batch
+   at a time, :func:`load_batch` (utterances and predictions, idempotent). A failed suite
+   stops that batch's load, is recorded in the warehouse and the report, and the run ends
+   failed.
 5. :func:`finish` -- the ingest run's status and counts; :func:`render_markdown` -- the
    run's report (the flow publishes it as a Prefect artifact).
 
@@ -30,9 +32,10 @@ content hashes, and the plan skips what the warehouse already holds.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -683,49 +686,95 @@ def render_markdown(report: NightlyReport) -> str:
 # -- the whole run without Prefect -------------------------------------------------------------------
 
 
-def process_batch(
-    settings: Settings,
-    trained: Any,
-    batch: Batch,
-    report: NightlyReport,
-    context_stay: float = 0.8,
-    step: Step | None = None,
-) -> None:
-    """Featurise, validate, predict, add context, validate and load one batch, updating ``report``.
+@dataclass(frozen=True)
+class LabelledBatch:
+    """One batch featurised, predicted and validated, ready to load. Small on purpose (no
+    feature arrays: those are in the store), so it travels cheaply back from a Dask worker."""
 
-    ``step(name, fn)`` may wrap each step (the flow passes one that runs it as a Prefect task);
-    by default the functions are called directly.
+    batch: Batch
+    predictions: BatchPredictions | None  # None when the features suite failed
+    validations: tuple[tuple[str, ValidationResult], ...]
+    quarantined: tuple[Quarantined, ...]
+    timings: dict[str, float]
+
+    @property
+    def loadable(self) -> bool:
+        return self.predictions is not None and all(r.success for _, r in self.validations)
+
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def model_for(settings: Settings, model: Any) -> Any:
+    """``model`` itself when it is a loaded model; for a registry version (a string), the model
+    loaded once per process (a Dask worker labels many batches with the same model)."""
+    if not isinstance(model, str):
+        return model
+    key = (settings.registry_url, model)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS.clear()
+            _MODELS[key] = load_trained_model(settings, model)
+        return _MODELS[key]
+
+
+def label_batch(settings: Settings, batch: Batch, model: Any, context_stay: float = 0.8) -> LabelledBatch:
+    """Featurise, validate, predict, add context and validate one batch (no warehouse write).
+
+    ``model`` is a loaded model or a registry version (loaded once per process). This is the
+    unit of work the flow spreads over its task runner; loading stays with the flow, one
+    writer at a time.
     """
-    call = step or (lambda _name, fn: fn)
-    features = call("featurise", featurise_batch)(settings, batch)
-    for stage, seconds in (features.timings or {"featurise": features.elapsed_s}).items():
-        report.add_time(stage, seconds)
-    report.quarantined.extend(features.quarantined)
+    trained = model_for(settings, model)
+    features = featurise_batch(settings, batch)
+    timings = dict(features.timings)
     target = f"batch {batch.index}: sessions {', '.join(batch.sessions)}"
     clock = _Clock()
-    checked = call("validate-features", validate_batch_features)(features)
-    report.add_time("validate", clock.elapsed)
-    report.validations.append((target, checked))
+    checked = validate_batch_features(features)
+    timings["validate"] = clock.elapsed
+    validations = [(target, checked)]
     if not checked.success:
-        report.batches_failed += 1
-        return
-    predictions = call("predict", predict_batch)(trained, features)
-    report.add_time("predict", predictions.elapsed_s)
-    with_context = call("context", apply_context)(predictions, batch, context_stay)
-    report.add_time("context", with_context.elapsed_s - predictions.elapsed_s)
+        return LabelledBatch(batch, None, tuple(validations), features.quarantined, timings)
+    quarantined = features.quarantined
+    predictions = predict_batch(trained, features)
+    del features  # the windows' features are in the store; free them before the next batch
+    timings["predict"] = predictions.elapsed_s
+    with_context = apply_context(predictions, batch, context_stay)
+    timings["context"] = with_context.elapsed_s - predictions.elapsed_s
     clock = _Clock()
-    checked = call("validate-predictions", validate_batch_predictions)(with_context)
-    report.add_time("validate", clock.elapsed)
-    report.validations.append((target, checked))
-    if not checked.success:
+    checked = validate_batch_predictions(with_context)
+    timings["validate"] += clock.elapsed
+    validations.append((target, checked))
+    return LabelledBatch(batch, with_context, tuple(validations), quarantined, timings)
+
+
+# label_batches(settings, batches, model, context_stay) -> the LabelledBatch of each batch, in any order.
+LabelBatches = Callable[[Settings, Sequence[Batch], Any, float], Iterable[LabelledBatch]]
+
+
+def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any, context_stay: float = 0.8) -> Iterator[LabelledBatch]:
+    """One batch after the other in this process (lazily: each is loaded before the next is made)."""
+    for batch in batches:
+        yield label_batch(settings, batch, model, context_stay)
+
+
+def add_labelled(report: NightlyReport, labelled: LabelledBatch) -> None:
+    """Count a labelled batch's timings, set-aside inputs and suite results into ``report``."""
+    for stage, seconds in labelled.timings.items():
+        report.add_time(stage, seconds)
+    report.quarantined.extend(labelled.quarantined)
+    report.validations.extend(labelled.validations)
+    if not labelled.loadable:
         report.batches_failed += 1
-        return
-    loaded = call("load", load_batch)(settings, batch, with_context, report.run_id)
+
+
+def add_load(report: NightlyReport, loaded: BatchLoad, labelled: LabelledBatch) -> None:
     report.add_time("load", loaded.elapsed_s)
     report.utterances_loaded += loaded.utterances_inserted
     report.predictions_loaded += loaded.predictions_inserted
-    if loaded.predictions_inserted:
-        report.emotion_counts.update(with_context.frame["label"])
+    if loaded.predictions_inserted and labelled.predictions is not None:
+        report.emotion_counts.update(labelled.predictions.frame["label"])
 
 
 def run_nightly(
@@ -738,12 +787,18 @@ def run_nightly(
     run_id: str | None = None,
     flow_run_id: str | None = None,
     step: Step | None = None,
+    label_batches: LabelBatches | None = None,
+    context_stay: float = 0.8,
 ) -> NightlyReport:
     """Label every new utterance of the archive and load the warehouse (see module docstring).
 
     Returns the report; ``report.failed`` is True when a validation suite failed (that batch
     was not loaded) or the run stopped on an error. ``step(name, fn)`` may wrap each step
     (``flows/nightly.py`` passes one that returns the step's Prefect task).
+    ``label_batches`` labels the planned batches (default :func:`label_in_order`, here, one
+    after the other); the flow passes one that submits :func:`label_batch` per batch to its
+    task runner (threads, or a Dask cluster) and yields results as they complete. Loading
+    stays here, one batch at a time.
     """
     call = step or (lambda _name, fn: fn)
     settings = run_settings(archive_url, warehouse, batch_size, settings)
@@ -763,8 +818,13 @@ def run_nightly(
         report.add_time("load model", clock.elapsed)
         planned = call("plan", plan)(settings, found.surveys, report.model_version)
         apply_plan(report, planned)
-        for batch in planned.batches:
-            process_batch(settings, trained, batch, report, step=step)
+        # In this process the loaded model is handed over; a task runner gets its version.
+        model_ref = trained if label_batches is None else report.model_version
+        for labelled in (label_batches or label_in_order)(settings, planned.batches, model_ref, context_stay):
+            add_labelled(report, labelled)
+            if labelled.loadable:
+                loaded = call("load", load_batch)(settings, labelled.batch, labelled.predictions, report.run_id)
+                add_load(report, loaded, labelled)
     except SerError as exc:  # expected failures (no champion, warehouse busy, spec mismatch): recorded, run fails
         report.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a bug: recorded as a failed run, then raised
