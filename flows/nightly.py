@@ -3,8 +3,12 @@
 Wiring only: each step of :func:`ser_pipeline.nightly.run_nightly` runs as one Prefect task
 (retries with exponential backoff where it reads the object store; the
 ``warehouse-writer`` tag on every step that writes DuckDB, so a tag concurrency limit of 1
-keeps writers apart). The run's report becomes a markdown artifact, and the flow run ends
-Failed when a validation suite failed or the run stopped on an error.
+keeps writers apart). The file-level work, one ``label-batch`` task per batch of whole
+sessions (decode, features, inference, validation), is submitted to the flow's task runner:
+a Dask cluster (:func:`task_runner`: a local one by default, or the existing one at
+``SER_DASK_ADDRESS``), so batches run on every worker at once; loads stay in the flow, one
+batch at a time. The run's report becomes a markdown artifact, and the flow run ends Failed
+when a validation suite failed or the run stopped on an error. See docs/SCALE.md.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from prefect.states import Failed
 from prefect.tasks import exponential_backoff
 
 from ser_pipeline import nightly
+from ser_pipeline.settings import Settings, get_settings
 
 WAREHOUSE_WRITER = "warehouse-writer"
 _WRITES = {"start-run", "load-surveys", "load", "record-quarantine", "record-validations", "finish"}
-_READS_STORE = {"discover", "plan", "featurise", "load-model"}
+_READS_STORE = {"discover", "plan", "label-batch", "load-model"}
 
 _STEPS = {
     "start-run": nightly.start_run,
@@ -30,11 +35,7 @@ _STEPS = {
     "load-surveys": nightly.load_surveys,
     "load-model": nightly.load_trained_model,
     "plan": nightly.plan,
-    "featurise": nightly.featurise_batch,
-    "validate-features": nightly.validate_batch_features,
-    "predict": nightly.predict_batch,
-    "context": nightly.apply_context,
-    "validate-predictions": nightly.validate_batch_predictions,
+    "label-batch": nightly.label_batch,
     "load": nightly.load_batch,
     "record-quarantine": nightly.record_quarantine,
     "record-validations": nightly.record_validations,
@@ -55,7 +56,33 @@ def _as_task(name: str, fn: Any) -> Any:
 TASKS = {name: _as_task(name, fn) for name, fn in _STEPS.items()}
 
 
-@flow(name="label-new-audio", log_prints=True)
+def task_runner(settings: Settings | None = None) -> Any:
+    """The nightly flow's task runner: Dask, on the cluster at ``settings.dask_address`` when
+    set (``tcp://scheduler:8786``), else on a local cluster of ``settings.dask_workers``
+    worker processes (0: one per core), one thread each (a batch uses the worker's cores
+    itself: feature threads, the backend's own thread pool)."""
+    from prefect_dask import DaskTaskRunner
+
+    settings = settings or get_settings()
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    cluster_kwargs: dict[str, Any] = {"processes": True, "threads_per_worker": 1, "dashboard_address": None}
+    if settings.dask_workers > 0:
+        cluster_kwargs["n_workers"] = settings.dask_workers
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs)
+
+
+def label_on_runner(settings: Settings, batches: Any, model: Any, context_stay: float = 0.8) -> Any:
+    """Submit one ``label-batch`` task per batch to the flow's task runner; yield each result
+    as it completes (the flow loads it while the other batches are still being labelled)."""
+    from prefect.futures import as_completed
+
+    futures = [TASKS["label-batch"].submit(settings, batch, model, context_stay) for batch in batches]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+@flow(name="label-new-audio", log_prints=True, task_runner=task_runner())
 def label_new_audio(
     archive_url: str | None = None,
     warehouse: str | None = None,
@@ -68,6 +95,7 @@ def label_new_audio(
         archive_url, warehouse, model, batch_size,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         step=lambda name, fn: TASKS[name],
+        label_batches=label_on_runner,
     )
     create_markdown_artifact(
         key="nightly-labeling-report",

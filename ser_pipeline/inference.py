@@ -63,14 +63,15 @@ def predict_proba(
     speakers: Sequence[str | None] | None,
     spec: Any,
     utterance_ids: Sequence[str] | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Probabilities ``(n, K)`` in ``trained.labels`` order.
 
     ``features``: family -> ``(n_windows, rows, frames)``, made with ``spec`` (a FeatureSpec
     or its hash); a model trained on another spec is refused with FeatureSpecMismatch.
     ``speakers`` (length n_windows; None entries allowed) feed per-speaker normalisation.
-    With ``utterance_ids`` (length n_windows) the windows of each utterance are averaged
+    ``batch_size`` None: from the device (``device.current_plan()``: 256 on a CPU, more on a
+    GPU with free memory). With ``utterance_ids`` (length n_windows) the windows of each utterance are averaged
     and one row per utterance is returned, in order of first appearance.
     """
     from .training import model_inputs
@@ -86,6 +87,10 @@ def predict_proba(
     if speakers is None:
         speakers = [None] * len(x)
     x = trained.normalizer.transform(x, list(speakers))
+    if batch_size is None:
+        from .device import current_plan
+
+        batch_size = current_plan().predict_batch_size
     proba = predict_batches(trained.model, np.asarray(x[..., None], dtype=np.float32), batch_size)
     if utterance_ids is not None:
         return pool_windows(proba, utterance_ids)[1]

@@ -57,7 +57,7 @@ def build_seed_cnn(input_shape: tuple[int, int, int], n_classes: int) -> Any:
             layers.Flatten(),
             layers.Dense(256, activation="relu"),
             layers.Dense(128, activation="relu"),
-            layers.Dense(n_classes, activation="softmax"),
+            layers.Dense(n_classes, activation="softmax", dtype="float32"),  # float32 under mixed precision too
         ],
         name="seed_cnn",
     )
@@ -101,7 +101,7 @@ def build_pooled_mlp(input_shape: tuple[int, int, int], n_classes: int, dropout:
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(128, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-3))(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(n_classes, activation="softmax")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision too
     return keras.Model(inputs, outputs, name="pooled_mlp")
 
 

@@ -551,7 +551,7 @@ def load_trained_model(settings: Settings, which: str = "champion") -> Any:
     return load_model(settings.registry_url, which, settings=settings)
 
 
-def predict_batch(trained: Any, features: BatchFeatures, batch_size: int = 256) -> BatchPredictions:
+def predict_batch(trained: Any, features: BatchFeatures, batch_size: int | None = None) -> BatchPredictions:
     """The model on every window; window probabilities averaged per utterance (in the order
     utterances first appear in ``features.keys``)."""
     from .inference import pool_windows, predict_proba

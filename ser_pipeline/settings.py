@@ -58,7 +58,8 @@ class Settings(BaseSettings):
 
     # Scheduling and scale-out.
     timezone: str = "UTC"
-    dask_address: str | None = None
+    dask_address: str | None = None  # an existing Dask scheduler (tcp://host:8786); None: a local cluster
+    dask_workers: int = 0  # workers of the local cluster; 0: one per core
 
     def storage_options(self, url: str) -> dict[str, Any]:
         """fsspec keyword arguments for ``url`` (empty for local paths)."""

@@ -29,7 +29,7 @@ class TrainConfig:
     input_kind: str = "mfcc"  # "mfcc" or "stacked" (Settings.model_input)
     normalization: str = "global"  # "global" or "speaker"; see normalization.py
     epochs: int = 100
-    batch_size: int = 32
+    batch_size: int = 32  # 0: from the device's free memory (device.py; 32 on a CPU)
     learning_rate: float = 1e-3
     early_stopping_patience: int = 10
     reduce_lr_patience: int = 4
@@ -150,6 +150,8 @@ def train(
     """
     import keras
 
+    from .device import current_plan, dtype_policy
+
     seed_everything(config.seed)
     x_all = model_inputs(features, config.input_kind)
     emotions = np.asarray([str(e) for e in emotions], dtype=object)
@@ -175,7 +177,9 @@ def train(
         validation = (x_val[..., None], keras.utils.to_categorical(y_all[split.val], n_classes))
     monitor = "val_loss" if validation is not None else "loss"
 
-    model = build_model(config.architecture, input_shape_for(config.input_kind, x_all.shape[2]), n_classes)
+    plan = current_plan()  # a GPU when the backend sees one; mixed precision where it is safe
+    with dtype_policy(plan):
+        model = build_model(config.architecture, input_shape_for(config.input_kind, x_all.shape[2]), n_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="categorical_crossentropy",
@@ -190,7 +194,7 @@ def train(
     history = model.fit(
         x_train[..., None],
         keras.utils.to_categorical(y_train, n_classes),
-        batch_size=config.batch_size,
+        batch_size=plan.train_batch(config.batch_size),
         epochs=config.epochs,
         validation_data=validation,
         class_weight=_class_weights(y_train, n_classes) if config.class_weights else None,
