@@ -79,6 +79,53 @@ def test_nightly_flow_loads_the_warehouse_and_publishes_its_report(prefect_harne
     assert again.is_completed() and again.result()["predictions_loaded"] == 0
 
 
+def _warehouse_rows(path) -> dict[str, list]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            "predictions": con.execute("SELECT utterance_id, model_version, label, round(confidence, 5), context_label, "
+                                       "round(context_confidence, 5) FROM predictions ORDER BY utterance_id").fetchall(),
+            "utterances": con.execute("SELECT utterance_id, session_id, participant_key, start_s, end_s, question "
+                                      "FROM utterances ORDER BY utterance_id").fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def test_nightly_flow_on_two_dask_workers_loads_the_same_rows_as_the_default_runner(prefect_harness, archive):
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.nightly import label_new_audio
+
+    url, truth, tmp_path = archive
+    runners = {
+        "threads": ThreadPoolTaskRunner(),  # Prefect's default runner, in the flow's process
+        "dask": DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None}),
+    }
+    rows = {}
+    for name, runner in runners.items():
+        state = label_new_audio.with_options(task_runner=runner)(url, str(tmp_path / f"{name}.duckdb"), batch_size=4, return_state=True)
+        assert state.is_completed(), state.message
+        summary = state.result()
+        assert summary["batches"] == 2 and summary["predictions_loaded"] == len(truth)
+        rows[name] = _warehouse_rows(tmp_path / f"{name}.duckdb")
+    assert len(rows["dask"]["predictions"]) == len(truth)
+    assert rows["dask"] == rows["threads"]
+
+
+def test_the_flow_runs_on_dask_at_the_configured_address(monkeypatch):
+    from prefect_dask import DaskTaskRunner
+
+    from flows.nightly import task_runner
+    from ser_pipeline.settings import Settings
+
+    remote = task_runner(Settings(dask_address="tcp://scheduler.example:8786"))
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://scheduler.example:8786"
+    local = task_runner(Settings(dask_workers=3))
+    assert local.address is None and local.cluster_kwargs["n_workers"] == 3 and local.cluster_kwargs["threads_per_worker"] == 1
+
+
 def test_nightly_flow_run_fails_when_a_suite_fails(prefect_harness, archive):
     from flows.nightly import label_new_audio
 
