@@ -157,6 +157,17 @@ def test_compose_file_defines_the_local_stack():
             assert dep in services, f"{name} depends on unknown service {dep}"
 
 
+def test_compose_dask_profile_is_a_scheduler_and_workers_of_the_worker_image():
+    services = _yaml(ROOT / "infra" / "docker-compose.yml")["services"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    assert scheduler["profiles"] == worker["profiles"] == ["dask"]
+    assert scheduler["image"] == worker["image"] == services["worker"]["image"]
+    assert "8786" in " ".join(scheduler["command"]) and "tcp://dask-scheduler:8786" in worker["command"]
+    # Workers reach the same stores as the Prefect worker; the flow is pointed at them by SER_DASK_ADDRESS.
+    assert worker["environment"]["SER_S3_ENDPOINT_URL"] == services["worker"]["environment"]["SER_S3_ENDPOINT_URL"]
+    assert "SER_DASK_ADDRESS" in services["worker"]["environment"]
+
+
 @pytest.mark.parametrize("name", ["cpu.Dockerfile", "gpu.Dockerfile"])
 def test_dockerfiles_pass_hadolint(name):
     beside_python = Path(sys.executable).parent / "hadolint"
