@@ -461,21 +461,24 @@ def _decode_group(group: Sequence[PlannedUtterance], settings: Settings, sample_
     start = min(u.start_s for u in group)
     end = max(u.end_s for u in group)
     try:
-        span = load_audio(group[0].source_uri, sample_rate, offset_s=start, duration_s=end - start, settings=settings).samples
+        # 10 ms past the last end: rounding each utterance's own offset and length must never
+        # run past the stretch (the file's end still cuts both the same way).
+        span = load_audio(group[0].source_uri, sample_rate, offset_s=start, duration_s=end - start + 0.01, settings=settings).samples
     except AudioDecodeError:
         span = None
     out: list[tuple[PlannedUtterance, Any]] = []
     for u in group:
-        if span is None or len(group) == 1:
+        if span is None:
             try:
-                samples = (span if span is not None else
-                           load_audio(u.source_uri, sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings).samples)
+                samples = load_audio(u.source_uri, sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings).samples
             except AudioDecodeError as exc:
                 out.append((u, exc))
                 continue
         else:
-            a = int(round((u.start_s - start) * sample_rate))
-            b = min(int(round((u.end_s - start) * sample_rate)), len(span))
+            # Offsets as load_audio would seek them (in whole samples from the file's start).
+            first = int(round(start * sample_rate))
+            a = int(round(u.start_s * sample_rate)) - first
+            b = min(a + int(round((u.end_s - u.start_s) * sample_rate)), len(span))
             samples = span[a:b]
             if b <= a:
                 out.append((u, AudioDecodeError(u.source_uri, f"no audio at offset {u.start_s:.3f} s")))

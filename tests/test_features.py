@@ -136,3 +136,15 @@ def test_bad_input_is_rejected_clearly():
         clip_windows(np.zeros((2, 100), np.float32), SPEC)
     with pytest.raises(ValueError, match="1-D"):
         extract_features(np.zeros(100, np.float32), SPEC)
+
+
+def test_threaded_extraction_gives_the_same_values():
+    from ser_pipeline.features import extract_features_parallel
+
+    spec = FeatureSpec()
+    rng = np.random.default_rng(3)
+    clips = (0.1 * rng.standard_normal((70, spec.n_samples))).astype(np.float32)
+    one = extract_features(clips, spec)
+    threaded = extract_features_parallel(clips, spec, workers=2, chunk=16)
+    for family in spec.families:
+        np.testing.assert_array_equal(threaded[family], one[family])

@@ -39,3 +39,15 @@ def test_predictions_frame_has_a_column_per_emotion():
     assert list(frame.label) == ["happy", "neutral"] and frame.confidence.tolist() == pytest.approx([0.7, 0.6])
     assert {f"p_{e}" for e in EMOTIONS} <= set(frame.columns) and np.isnan(frame.p_calm).all()
     assert list(frame.context_label) == ["neutral", "happy"]
+
+
+@pytest.mark.parametrize("n, batch_size", [(1, 256), (37, 16), (64, 64), (300, 128)])
+def test_fixed_shape_batches_give_the_models_own_predictions(trained, n, batch_size):
+    from ser_pipeline.inference import predict_batches
+
+    model, feats, _, _ = trained
+    x = np.resize(np.asarray(feats["mfcc"], np.float32), (n, *feats["mfcc"].shape[1:]))[..., None]
+    expected = np.asarray(model.model.predict(x, verbose=0))
+    got = predict_batches(model.model, x, batch_size)
+    assert got.shape == (n, expected.shape[1]) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

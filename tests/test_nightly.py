@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import duckdb
 import pytest
 
@@ -152,3 +153,56 @@ def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
     as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S01.wav", 1e6)
     (tmp_path / "warehouse.duckdb").unlink()
     assert CliRunner().invoke(app, ["label", "--archive-url", url, "--batch-size", "4"]).exit_code == 1
+
+
+def _planned(tmp_path, **kwargs):
+    from ser_pipeline.manifest import read_archive
+    from ser_pipeline.nightly import plan
+    from ser_pipeline.settings import get_settings
+
+    url, truth = _archive(tmp_path, **kwargs)
+    settings = get_settings().model_copy(update={"archive_url": url})
+    return settings, plan(settings, read_archive(url, settings), "v-test"), truth
+
+
+@pytest.mark.parametrize("sample_rate", [22_050, 44_100])
+def test_decoding_a_recording_once_gives_the_windows_of_decoding_each_utterance(env, sample_rate):
+    from ser_pipeline.audio import load_audio
+    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
+    from ser_pipeline.nightly import featurise_batch
+
+    tmp_path, _ = env
+    settings, planned, truth = _planned(tmp_path, sample_rate=sample_rate, utterances_per_session=5)
+    batch = planned.batches[0]
+    spec = FeatureSpec.from_settings(settings)
+    # Spans of at most 6 s: several decodes per recording, each sliced into utterances.
+    made = featurise_batch(settings.model_copy(update={"decode_span_s": 6.0}), batch)
+    assert not made.quarantined and set(made.timings) == {"decode + resample", "features", "feature store"}
+    windows = [w for u in batch.utterances
+               for w in clip_windows(load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s,
+                                                duration_s=u.end_s - u.start_s).samples, spec)]
+    alone = extract_features(windows, spec)
+    assert len(made.keys) == len(windows) and list(dict.fromkeys(made.keys.utterance_id)) == [u.utterance_id for u in batch.utterances]
+    for family in ("mfcc", "mel"):
+        if sample_rate == spec.sample_rate:  # no resampling: the very same samples
+            np.testing.assert_allclose(made.feats[family], alone[family], rtol=1e-5, atol=1e-4)
+        else:  # one resampling of the stretch vs one per utterance: only the edges differ
+            assert np.median(np.abs(made.feats[family] - alone[family])) < 0.05 * np.abs(alone[family]).mean()
+
+
+def test_a_recording_cut_short_quarantines_only_the_utterances_past_the_cut(env):
+    import soundfile as sf
+
+    from ser_pipeline.nightly import featurise_batch
+
+    tmp_path, _ = env
+    settings, planned, truth = _planned(tmp_path, sessions_per_survey=1, utterances_per_session=6)
+    batch = planned.batches[0]
+    path = tmp_path / "archive" / "SV01" / "SV01-S01.wav"
+    y, sr = sf.read(path, dtype="float32")
+    cut_s = (batch.utterances[3].start_s + batch.utterances[3].end_s) / 2
+    sf.write(path, y[: int(cut_s * sr)], sr)  # a valid but shorter file: the tail's turns have no audio
+    made = featurise_batch(settings, batch)
+    gone = {q.content_hash for q in made.quarantined}
+    assert gone == {u.utterance_id for u in batch.utterances[4:]}
+    assert set(made.keys.utterance_id) == {u.utterance_id for u in batch.utterances[:4]}
