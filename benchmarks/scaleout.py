@@ -46,6 +46,9 @@ def run_flow(n_workers: int, archive_url: str, registry_url: str, work: Path, ba
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     os.environ["SER_FEATURE_STORE_URL"] = (work / "features").as_uri()
+    from ser_pipeline.settings import get_settings
+
+    get_settings.cache_clear()
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(_warm)
@@ -76,6 +79,9 @@ def main() -> int:
     registry_url = make_champion(args.workdir, args.architecture, epochs=12, seed=args.seed)
     os.environ["SER_REGISTRY_URL"] = registry_url
     os.environ.setdefault("SER_WORKERS", "1")  # one feature thread per Dask worker: the workers are the parallelism
+    from ser_pipeline.settings import get_settings
+
+    get_settings.cache_clear()
 
     from prefect.testing.utilities import prefect_test_harness
 
