@@ -1,0 +1,81 @@
+"""A labelled training set: corpus items, their feature windows from the store, aligned.
+
+``load_labelled`` reads the corpora, featurises what the store lacks (re-running is cheap:
+stored content is skipped) and returns one row per feature *window* with its utterance's
+labels, plus the arrays. Splits are made over utterances (``utterances``) and expanded to
+windows with ``expand_split``, so no utterance has windows in two parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .settings import Settings, get_settings
+from .splits import Split
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    windows: pd.DataFrame  # one row per window: utterance_id, speaker, gender, emotion, corpus, window, path
+    features: dict[str, np.ndarray]  # family -> (n_windows, rows, frames)
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) of inputs that could not be used
+
+    @property
+    def utterances(self) -> pd.DataFrame:
+        """One row per utterance (its first window), positional index 0..n-1."""
+        return self.windows.drop_duplicates("utterance_id").reset_index(drop=True)
+
+    def subset(self, utterance_ids: Sequence[str]) -> "LabelledSet":
+        keep = self.windows.utterance_id.isin(set(utterance_ids)).to_numpy()
+        return LabelledSet(self.windows.loc[keep].reset_index(drop=True), {k: v[keep] for k, v in self.features.items()}, self.skipped)
+
+
+def expand_split(split: Split, utterances: pd.DataFrame, windows: pd.DataFrame) -> Split:
+    """A split over ``utterances`` rows as the same split over their ``windows`` rows."""
+    def rows(index: np.ndarray) -> np.ndarray:
+        ids = set(utterances.utterance_id.iloc[index])
+        return np.flatnonzero(windows.utterance_id.isin(ids).to_numpy())
+
+    return Split(
+        train=rows(split.train), val=rows(split.val), test=rows(split.test),
+        train_speakers=split.train_speakers, val_speakers=split.val_speakers, test_speakers=split.test_speakers,
+        kind=split.kind,
+    )
+
+
+def load_labelled(
+    corpora: Mapping[str, str],
+    spec: Any,
+    families: Sequence[str],
+    store_url: str | None = None,
+    settings: Settings | None = None,
+    progress: bool = True,
+) -> LabelledSet:
+    """Read ``{corpus name: url}``, featurise into the store, and return the aligned windows."""
+    from .corpora import SkippedFile, read_corpus
+    from .extraction import featurize
+    from .feature_store import read_features
+
+    settings = settings or get_settings()
+    store_url = store_url or settings.feature_store_url
+    items = []
+    skipped: list[SkippedFile] = []
+    for name, url in corpora.items():
+        items.extend(read_corpus(name, url, skipped=skipped))
+    summary = featurize(items, store_url, spec, progress=progress, settings=settings)
+    failures = [(s.path, s.reason) for s in skipped] + [(f.path, f.reason) for f in summary.failures]
+    labels = pd.DataFrame(
+        [{"utterance_id": i.utterance_id, "speaker": i.speaker, "gender": i.gender, "emotion": i.emotion,
+          "corpus": i.corpus, "path": i.path} for i in items]
+    ).drop_duplicates("utterance_id")
+    frame, feats = read_features(store_url, spec, sources={i.corpus for i in items}, families=families, settings=settings)
+    keys = frame[["utterance_id", "window"]].reset_index(drop=True)
+    joined = keys.merge(labels, on="utterance_id", how="left", validate="many_to_one")
+    keep = joined.emotion.notna().to_numpy()  # stored windows of items not asked for now
+    windows = joined.loc[keep].reset_index(drop=True)
+    return LabelledSet(windows, {k: v[keep] for k, v in feats.items()}, tuple(failures))

@@ -1,0 +1,86 @@
+"""Feature normalisation fitted on the training split only, saved with the model.
+
+Two modes, both per feature row (an MFCC coefficient, a mel band, ...), statistics taken over
+utterances and frames:
+
+- ``"global"``: one mean/std per row from the training split.
+- ``"speaker"``: each speaker's features are standardised with that speaker's own mean/std.
+  Every utterance in our product belongs to a known participant, so at prediction time the
+  statistics come from the participant's own utterances (no labels needed). This removes
+  much of what differs between voices (vocal tract length, microphone, loudness), the
+  known lever for unseen speakers. Speakers with fewer than ``min_speaker_utterances``
+  utterances (or unknown speaker ``None``) fall back to the global training statistics.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+NormalizationMode = Literal["global", "speaker"]
+_EPS = 1e-6
+
+
+def _row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and std of ``x`` ``(n, rows, frames)``, in float64 for stability."""
+    x64 = x.astype(np.float64, copy=False)
+    mean = x64.mean(axis=(0, 2))
+    std = x64.std(axis=(0, 2))
+    return mean, np.maximum(std, _EPS)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Standardises ``(n, rows, frames)`` feature arrays; see the module docstring."""
+
+    mode: NormalizationMode
+    mean: np.ndarray  # (rows,) global training mean
+    std: np.ndarray  # (rows,) global training std
+    min_speaker_utterances: int = 5
+
+    def transform(self, x: np.ndarray, speakers: Sequence[str | None] | None = None) -> np.ndarray:
+        """Standardised float32 copy of ``x``. ``speakers`` (length n) is needed in speaker mode."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1] != self.mean.shape[0]:
+            raise ValueError(f"expected features (n, {self.mean.shape[0]}, frames), got {x.shape}")
+        out = ((x - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
+        if self.mode == "global":
+            return out
+        if speakers is None:
+            raise ValueError("speaker normalisation needs the speaker of every utterance")
+        speakers_arr = np.asarray(list(speakers), dtype=object)
+        if len(speakers_arr) != len(x):
+            raise ValueError(f"{len(speakers_arr)} speakers given for {len(x)} utterances")
+        for speaker in {s for s in speakers_arr if s is not None}:
+            rows = np.flatnonzero(speakers_arr == speaker)
+            if len(rows) < self.min_speaker_utterances:
+                continue
+            mean, std = _row_stats(x[rows])
+            out[rows] = ((x[rows] - mean[None, :, None]) / std[None, :, None]).astype(np.float32)
+        return out
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        meta = json.dumps({"mode": self.mode, "min_speaker_utterances": self.min_speaker_utterances})
+        np.savez(buf, mean=self.mean, std=self.std, meta=np.array(meta))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Normalizer":
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            return cls(mode=meta["mode"], mean=npz["mean"], std=npz["std"],
+                       min_speaker_utterances=int(meta["min_speaker_utterances"]))
+
+
+def fit_normalizer(x_train: np.ndarray, mode: NormalizationMode = "global", min_speaker_utterances: int = 5) -> Normalizer:
+    """Fit on the *training* split's features ``(n, rows, frames)`` only."""
+    if mode not in ("global", "speaker"):
+        raise ValueError(f"unknown normalisation mode {mode!r}; choose 'global' or 'speaker'")
+    mean, std = _row_stats(np.asarray(x_train))
+    return Normalizer(mode=mode, mean=mean, std=std, min_speaker_utterances=min_speaker_utterances)

@@ -1,0 +1,216 @@
+"""Training a classifier on extracted features: seeded, class-weighted, early-stopped.
+
+``train`` takes feature arrays for the whole labelled set plus a ``Split`` (see
+``splits.py``); it fits the normaliser on the training part only, trains on the training part
+(plus optional augmented copies of *training* clips), early-stops and reduces the learning
+rate on the validation part, and never looks at the test part. The result is a
+``TrainedModel`` holding everything needed to predict and to trace the model back to its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .labels import LabelSet
+from .model import FAMILIES, build_model, input_shape_for
+from .normalization import Normalizer, fit_normalizer
+from .splits import Split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    architecture: str = "seed"  # "seed" (the reference CNN) or "pooled"; see model.py
+    input_kind: str = "mfcc"  # "mfcc" or "stacked" (Settings.model_input)
+    normalization: str = "global"  # "global" or "speaker"; see normalization.py
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 10
+    reduce_lr_patience: int = 4
+    reduce_lr_factor: float = 0.5
+    class_weights: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained Keras model with what it needs to predict and where it came from."""
+
+    model: Any  # keras.Model
+    normalizer: Normalizer
+    labels: LabelSet
+    feature_spec_hash: str
+    input_kind: str
+    architecture: str
+    fingerprint: str  # training-data fingerprint (utterance ids and labels)
+    split_speakers: Mapping[str, Sequence[str]]  # {"train": [...], "val": [...], "test": [...]}
+    config: TrainConfig = field(default_factory=TrainConfig)
+    history: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    version: str | None = None  # set by the registry
+    split_kind: str = "speaker"  # "random" models leak speakers and are never promoted automatically
+    feature_spec: Mapping[str, Any] | None = None  # the full FeatureSpec (as a dict), to re-extract at prediction
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready description (no arrays, no model)."""
+        return {
+            "labels": list(self.labels.labels),
+            "label_merge": [list(m) for m in self.labels.merge],
+            "feature_spec_hash": self.feature_spec_hash,
+            "input_kind": self.input_kind,
+            "architecture": self.architecture,
+            "fingerprint": self.fingerprint,
+            "split_speakers": {k: list(v) for k, v in self.split_speakers.items()},
+            "split_kind": self.split_kind,
+            "feature_spec": dict(self.feature_spec) if self.feature_spec is not None else None,
+            "config": asdict(self.config),
+            "history": {k: [float(x) for x in v] for k, v in self.history.items()},
+        }
+
+
+def model_inputs(features: Mapping[str, np.ndarray], input_kind: str) -> np.ndarray:
+    """The families an input kind uses, stacked on the row axis: ``(n, rows, frames)`` float32."""
+    input_shape_for(input_kind)  # validates the kind
+    missing = [f for f in FAMILIES[input_kind] if f not in features]
+    if missing:
+        raise ValueError(f"input {input_kind!r} needs feature families {missing}, which were not given")
+    return np.concatenate([np.asarray(features[f], dtype=np.float32) for f in FAMILIES[input_kind]], axis=1)
+
+
+def training_fingerprint(utterance_ids: Sequence[str], emotions: Sequence[str]) -> str:
+    """sha256 over the sorted (utterance id, label) pairs a model was trained on."""
+    digest = hashlib.sha256()
+    for uid, emo in sorted(zip(map(str, utterance_ids), map(str, emotions))):
+        digest.update(f"{uid}\t{emo}\n".encode())
+    return digest.hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend; deterministic ops on TensorFlow."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _progress_callback(progress: Callable[[str], None], epochs: int):
+    import keras
+
+    def on_epoch_end(epoch: int, logs: dict | None) -> None:
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1:3d}/{epochs}"]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+            if key in logs:
+                parts.append(f"{key} {float(logs[key]):.4g}")
+        progress("  ".join(parts))
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def train(
+    features: Mapping[str, np.ndarray],
+    emotions: Sequence[str],
+    speakers: Sequence[str],
+    split: Split,
+    labels: LabelSet,
+    feature_spec_hash: str,
+    config: TrainConfig = TrainConfig(),
+    utterance_ids: Sequence[str] | None = None,
+    augmented: tuple[Mapping[str, np.ndarray], Sequence[str], Sequence[str]] | None = None,
+    progress: Callable[[str], None] | None = _stderr,
+    feature_spec: Mapping[str, Any] | None = None,
+) -> TrainedModel:
+    """Train on ``split.train``, early-stop on ``split.val``; ``split.test`` is never touched.
+
+    ``features``: family -> ``(n, rows, frames)`` for all n utterances; ``emotions`` and
+    ``speakers``: length n. ``augmented``: optional (features, emotions, speakers) of
+    augmented copies of *training* clips, added to the training part only.
+    ``progress`` gets one line per epoch (None: silent). ``feature_spec``: the spec as a dict,
+    kept with the model so prediction can re-extract features the same way.
+    """
+    import keras
+
+    seed_everything(config.seed)
+    x_all = model_inputs(features, config.input_kind)
+    emotions = np.asarray([str(e) for e in emotions], dtype=object)
+    speakers = np.asarray([str(s) for s in speakers], dtype=object)
+    if not (len(x_all) == len(emotions) == len(speakers)):
+        raise ValueError(f"{len(x_all)} feature rows, {len(emotions)} emotions, {len(speakers)} speakers")
+    y_all = np.asarray(labels.indices(emotions), dtype=np.int64)
+    overlap = set(speakers[split.train]) & set(speakers[split.test]) if split.kind == "speaker" else set()
+    if overlap:
+        raise ValueError(f"speaker split is not speaker-disjoint: {sorted(overlap)} in train and test")
+
+    normalizer = fit_normalizer(x_all[split.train], mode=config.normalization)  # type: ignore[arg-type]
+    x_train = normalizer.transform(x_all[split.train], speakers[split.train])
+    y_train = y_all[split.train]
+    if augmented is not None:
+        aug_feats, aug_emotions, aug_speakers = augmented
+        x_train = np.concatenate([x_train, normalizer.transform(model_inputs(aug_feats, config.input_kind), list(aug_speakers))])
+        y_train = np.concatenate([y_train, np.asarray(labels.indices(aug_emotions), dtype=np.int64)])
+    n_classes = len(labels)
+    validation = None
+    if len(split.val):
+        x_val = normalizer.transform(x_all[split.val], speakers[split.val])
+        validation = (x_val[..., None], keras.utils.to_categorical(y_all[split.val], n_classes))
+    monitor = "val_loss" if validation is not None else "loss"
+
+    model = build_model(config.architecture, input_shape_for(config.input_kind, x_all.shape[2]), n_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.early_stopping_patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.reduce_lr_factor, patience=config.reduce_lr_patience, min_lr=1e-5),
+    ]
+    if progress is not None:
+        callbacks.append(_progress_callback(progress, config.epochs))
+    history = model.fit(
+        x_train[..., None],
+        keras.utils.to_categorical(y_train, n_classes),
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=validation,
+        class_weight=_class_weights(y_train, n_classes) if config.class_weights else None,
+        callbacks=callbacks,
+        shuffle=True,
+        verbose=0,
+    )
+    ids = utterance_ids if utterance_ids is not None else [f"row{i}" for i in range(len(x_all))]
+    train_ids = [str(ids[i]) for i in split.train]
+    return TrainedModel(
+        model=model,
+        normalizer=normalizer,
+        labels=labels,
+        feature_spec_hash=feature_spec_hash,
+        input_kind=config.input_kind,
+        architecture=config.architecture,
+        fingerprint=training_fingerprint(train_ids, emotions[split.train]),
+        split_speakers=split.as_dict(),
+        config=config,
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        split_kind=split.kind,
+        feature_spec=feature_spec,
+    )

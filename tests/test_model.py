@@ -1,0 +1,69 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ser_pipeline.model import build_model, build_seed_cnn, input_shape_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_input_shapes():
+    assert input_shape_for("mfcc") == (40, 173, 1)
+    assert input_shape_for("stacked") == (187, 173, 1)
+    with pytest.raises(ValueError, match="unknown model input"):
+        input_shape_for("wav2vec")
+
+
+def test_seed_cnn_is_the_seed_architecture():
+    model = build_seed_cnn((40, 173, 1), 8)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Dropout", "Conv2D", "MaxPooling2D", "Dropout",
+                     "Flatten", "Dense", "Dense", "Dense"]
+    conv1, _, drop1, conv2, _, drop2, _, d1, d2, out = model.layers
+    assert (conv1.filters, conv1.kernel_size, conv2.filters, conv2.kernel_size) == (64, (3, 3), 128, (3, 3))
+    assert (drop1.rate, drop2.rate) == (0.25, 0.5)
+    assert (d1.units, d2.units, out.units) == (256, 128, 8)
+    assert out.activation.__name__ == "softmax"
+    assert model.output_shape == (None, 8)
+
+
+def test_stacked_input_and_pooled_architecture_build():
+    assert build_model("seed", input_shape_for("stacked", frames=32), 7).output_shape == (None, 7)
+    assert build_model("pooled", input_shape_for("mfcc", frames=32), 4).output_shape == (None, 4)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("transformer", (40, 32, 1), 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_models_train_and_predict_on_another_keras_backend(backend):
+    pytest.importorskip(backend, reason=f"{backend} is not installed (torch is in the test extra)")
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import keras, numpy as np
+        from ser_pipeline.model import build_model, input_shape_for
+        rng = np.random.default_rng(0)
+        out = {"backend": keras.backend.backend()}
+        for arch in ("seed", "pooled"):
+            model = build_model(arch, input_shape_for("mfcc", frames=24), 3)
+            model.compile(optimizer="adam", loss="categorical_crossentropy")
+            x = rng.normal(size=(12, 40, 24, 1)).astype("float32")
+            y = keras.utils.to_categorical(rng.integers(0, 3, 12), 3)
+            model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+            out[arch] = np.asarray(model.predict(x, verbose=0)).sum(axis=1).tolist()
+        print(json.dumps(out))
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == backend
+    for arch in ("seed", "pooled"):
+        assert result[arch] == pytest.approx([1.0] * 12, abs=1e-4)
