@@ -5,20 +5,15 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from support.tiny_model import as_float_wav_scaled, train_tiny_champion
+from support.tiny_model import as_float_wav_scaled, shared_champion
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
-    """A registry holding a small trained champion (shared by this module's tests)."""
-    from ser_pipeline.settings import Settings
-
-    root = tmp_path_factory.mktemp("model")
-    registry_url = (root / "registry").as_uri()
-    version = train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings())
-    return registry_url, version
+    """A registry holding a small trained champion (shared with the flow and end-to-end tests)."""
+    return shared_champion(tmp_path_factory)
 
 
 @pytest.fixture
