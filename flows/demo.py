@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect's ephemeral API server starts in ~15 s on an idle laptop; allow for a busy one.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def _stage(message: str) -> None:
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     root = Path(args.root).resolve()
+    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
     os.environ["SER_ARCHIVE_URL"] = (root / "archive").as_uri()
     os.environ["SER_FEATURE_STORE_URL"] = (root / "features").as_uri()
     os.environ["SER_REGISTRY_URL"] = (root / "registry").as_uri()
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from ser_pipeline import registry, report, synth, warehouse
+    from ser_pipeline import registry, report, synth, truth, warehouse
     from ser_pipeline.settings import get_settings
 
     get_settings.cache_clear()
@@ -58,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         synth.generate_corpus((root / "corpus").as_uri(), n_speakers=8, utterances_per_emotion=5, seed=1,
                               progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
     with tqdm(desc="archive sessions", unit="session") as bar:
-        truth = synth.generate_archive(settings.archive_url, n_surveys=2, sessions_per_survey=4,
+        turns = synth.generate_archive(settings.archive_url, n_surveys=2, sessions_per_survey=4,
                                        participants_per_session=4, utterances_per_session=14, seed=7,
                                        sidecar="mixed",
                                        progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
-    print(f"{truth['survey_id'].nunique()} surveys, {truth['session_id'].nunique()} sessions, {len(truth)} turns "
-          f"({truth['end_s'].sub(truth['start_s']).sum() / 60:.1f} min of speech)")
+    speech_min = (turns["end_s"] - turns["start_s"]).sum() / 60
+    print(f"{turns['survey_id'].nunique()} surveys, {turns['session_id'].nunique()} sessions, "
+          f"{len(turns)} turns ({speech_min:.1f} min of speech)")
 
     from flows.nightly import label_new_audio
     from flows.retrain import retrain_model
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _stage("What the analysts see")
     db = settings.warehouse_path
-    survey = sorted(truth["survey_id"].unique())[0]
+    survey = sorted(turns["survey_id"].unique())[0]
     for name, params in [
         ("emotion_share_by_week", {"survey": survey}),
         ("negative_trend", {"survey": survey}),
@@ -101,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     con = warehouse.connect(db, read_only=True, settings=settings)
     try:
         html = report.write_report(con, survey, root / "reports")
+        score = truth.agreement(con, truth.load_truth(settings.archive_url, settings=settings))
     finally:
         con.close()
+    print(f"\nAgreement with the generator's truth ({score.matched} utterances, model {score.model_version}): "
+          f"{score.accuracy:.1%} for the model's own labels, {score.context_accuracy:.1%} with session context "
+          f"(8 emotions; chance is 12.5%)")
     _stage(f"Done in {time.perf_counter() - started:.0f} s")
     print(f"HTML report: {html}")
     print(f"Warehouse:   {db}   (try: ser sql \"SELECT label, count(*) FROM predictions GROUP BY 1\")")

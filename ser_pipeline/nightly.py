@@ -504,9 +504,15 @@ def _empty_predictions() -> pd.DataFrame:
 
 
 def apply_context(predictions: BatchPredictions, batch: Batch, stay: float = 0.8) -> BatchPredictions:
-    """Forward-filter each session's utterances in time order (``context.forward_filter`` with a
-    sticky transition matrix: ``stay`` = chance an emotion persists to the next utterance), and
-    build the warehouse's prediction frame with both the raw and the context columns."""
+    """Forward-filter each speaker's utterances within a session in time order
+    (``context.forward_filter`` with a sticky transition matrix: ``stay`` = chance a person's
+    emotion persists to their next utterance), and build the warehouse's prediction frame with
+    both the raw and the context columns.
+
+    The chain follows one participant, not the session's turn order: in a focus group the
+    speakers alternate, and it is a person's state that persists, not the room's. Utterances
+    without a known participant form one chain per session.
+    """
     from .context import filter_sessions, sticky_transitions
     from .inference import predictions_frame
 
@@ -518,7 +524,8 @@ def apply_context(predictions: BatchPredictions, batch: Batch, stay: float = 0.8
     order = sorted(range(len(ids)), key=lambda i: (by_id[ids[i]].session_id, by_id[ids[i]].start_s, by_id[ids[i]].end_s))
     ids = [ids[i] for i in order]
     proba = predictions.proba[order]
-    context = filter_sessions(proba, [by_id[i].session_id for i in ids], sticky_transitions(len(predictions.labels), stay))
+    chains = [f"{by_id[i].session_id}\x1f{by_id[i].participant_id or ''}" for i in ids]
+    context = filter_sessions(proba, chains, sticky_transitions(len(predictions.labels), stay))
     frame = predictions_frame(ids, proba, predictions.labels, predictions.model_version, context)
     return BatchPredictions(frame, proba, predictions.labels, predictions.model_version, predictions.elapsed_s + clock.elapsed)
 
