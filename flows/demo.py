@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if champion is None:
         _stage("Training a small model on the generated speech (retraining flow)")
         result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs,
-                               label_merge="", promote=True, architecture="pooled")
+                               label_merge="", promote=True, architecture="pooled",
+                               normalization="global", input_kind="stacked")
         print(f"model {result['version']}: UAR {result['uar']:.3f}, accuracy {result['accuracy']:.3f} "
               f"on held-out generated speakers; {result['reason']}")
     else:
