@@ -73,38 +73,89 @@ def _open_source(source: str | Path | bytes, settings: Settings | None) -> tuple
     return fs.open(path, "rb"), name
 
 
-def _check_wav_truncation(fh: IO[bytes], name: str) -> None:
-    """Raise when a RIFF/WAVE file declares more audio data than it holds.
+def _check_container_truncation(fh: IO[bytes], name: str) -> None:
+    """Raise when a WAV or AIFF file declares more audio data than it holds.
 
-    libsndfile quietly reads what is there; we would rather quarantine a cut-off upload
-    than store a silently shortened utterance.
+    libsndfile quietly reads what is there (and for AIFF even shortens the frame count it
+    reports); we would rather quarantine a cut-off upload than store a silently shortened
+    utterance. RIFF/WAVE chunk sizes are little-endian, FORM/AIFF(-C) big-endian; the audio
+    lives in ``data`` and ``SSND`` respectively. Other formats are checked after decoding
+    (see :func:`_check_frames_decoded`).
     """
     fh.seek(0)
     head = fh.read(12)
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-        fh.seek(0)
+    fh.seek(0)
+    if head[:4] == b"OggS":
+        _check_ogg_end_of_stream(fh, name)
         return
-    if head[:4] == b"RF64":
-        fh.seek(0)
+    if len(head) < 12:
+        if head[:4] in (b"RIFF", b"FORM"):
+            raise AudioDecodeError(name, f"truncated header: only {len(head)} bytes")
         return
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        endian, audio_chunk, kind = "<", b"data", "WAV"
+    elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        endian, audio_chunk, kind = ">", b"SSND", "AIFF"
+    else:
+        return  # RF64 and every other format: nothing to check here
+    fh.seek(0, io.SEEK_END)
+    file_size = fh.tell()
     pos = 12
     while True:
         fh.seek(pos)
         chunk = fh.read(8)
         if len(chunk) < 8:
-            raise AudioDecodeError(name, "truncated WAV header: no data chunk")
-        cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-        if cid == b"data":
-            fh.seek(0, io.SEEK_END)
-            available = fh.tell() - (pos + 8)
-            # 0 and 0xFFFFFFFF mark streamed WAVs whose writer never came back to fill the size.
+            raise AudioDecodeError(name, f"truncated {kind} header: no {audio_chunk.decode()} chunk")
+        cid, csize = chunk[:4], struct.unpack(f"{endian}I", chunk[4:])[0]
+        if cid == audio_chunk:
+            available = file_size - (pos + 8)
+            # 0 and 0xFFFFFFFF mark streamed files whose writer never came back to fill the size.
             if csize not in (0, 0xFFFFFFFF) and available < csize:
                 raise AudioDecodeError(
-                    name, f"truncated WAV data: header declares {csize} bytes of audio, file holds {available}"
+                    name, f"truncated {kind} data: header declares {csize} bytes of audio, file holds {available}"
                 )
             fh.seek(0)
             return
         pos += 8 + csize + (csize & 1)
+
+
+def _check_ogg_end_of_stream(fh: IO[bytes], name: str) -> None:
+    """Raise when an Ogg stream's last page lacks the end-of-stream flag.
+
+    Ogg has no length header: libsndfile reports a cut-off file as a shorter, valid one. A
+    complete stream's final page carries the EOS flag (header type bit 0x04).
+    """
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    fh.seek(max(0, size - 65_536))
+    tail = fh.read()
+    fh.seek(0)
+    pos = tail.rfind(b"OggS")
+    while pos >= 0 and (len(tail) < pos + 6 or tail[pos + 4] != 0):
+        pos = tail.rfind(b"OggS", 0, pos)  # "OggS" inside packet data, not a page header
+    if pos < 0 or not tail[pos + 5] & 0x04:
+        raise AudioDecodeError(name, "truncated Ogg stream: the last page is not marked end-of-stream")
+
+
+# MP3 frame counts are estimates (Xing/Info header or bitrate x size); allow this much slack.
+_MP3_FRAME_SLACK = 0.02
+
+
+def _check_frames_decoded(info: AudioInfo, expected: int, decoded: int) -> None:
+    """Raise when decoding stopped well short of the length the header declares.
+
+    Catches cut-off FLAC, OGG and MP3 streams, which libsndfile decodes up to the cut
+    without an error.
+    """
+    slack = int(expected * _MP3_FRAME_SLACK) + 1152 if info.format == "MP3" else 0
+    if decoded < expected - slack:
+        raise AudioDecodeError(
+            info.source, f"truncated audio: header declares {expected} frames, only {decoded} could be decoded"
+        )
+
+
+def _libsndfile_reason(exc: Exception) -> str:
+    return getattr(exc, "error_string", None) or str(exc)
 
 
 def _sound_file(fh: IO[bytes], name: str) -> sf.SoundFile:
@@ -113,8 +164,11 @@ def _sound_file(fh: IO[bytes], name: str) -> sf.SoundFile:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         fh.seek(0)
         head = fh.read(16)
-        hint = "not a recognised audio format" if not head.startswith((b"RIFF", b"fLaC", b"OggS", b"FORM", b"ID3")) else "corrupt or truncated audio"
-        raise AudioDecodeError(name, f"{hint} ({exc})") from exc
+        known = head.startswith((b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3")) or (
+            len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MPEG audio frame sync
+        )
+        hint = "corrupt or truncated audio" if known else "not a recognised audio format"
+        raise AudioDecodeError(name, f"{hint} ({_libsndfile_reason(exc)})") from exc
 
 
 def _info_of(snd: sf.SoundFile, name: str) -> AudioInfo:
@@ -132,7 +186,7 @@ def probe_audio(source: str | Path | bytes, settings: Settings | None = None) ->
     """Read only the header: format, sample rate, channels and length."""
     fh, name = _open_source(source, settings)
     with fh:
-        _check_wav_truncation(fh, name)
+        _check_container_truncation(fh, name)
         with _sound_file(fh, name) as snd:
             return _info_of(snd, name)
 
@@ -174,7 +228,7 @@ def load_audio(
     """
     fh, name = _open_source(source, settings)
     with fh:
-        _check_wav_truncation(fh, name)
+        _check_container_truncation(fh, name)
         with _sound_file(fh, name) as snd:
             info = _info_of(snd, name)
             start = int(round(offset_s * info.sample_rate))
@@ -184,7 +238,9 @@ def load_audio(
                     snd.seek(min(start, max(info.frames, 0)))
                 block = snd.read(frames=frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise AudioDecodeError(name, f"corrupt audio data ({exc})") from exc
+                raise AudioDecodeError(name, f"corrupt audio data ({_libsndfile_reason(exc)})") from exc
+    remaining = max(info.frames - start, 0)
+    _check_frames_decoded(info, remaining if frames < 0 else min(frames, remaining), block.shape[0])
     if block.shape[0] == 0:
         raise AudioDecodeError(name, "no audio frames" if start == 0 else f"no audio at offset {offset_s:.3f} s")
     samples = _to_mono_resampled(block, info.sample_rate, sample_rate)
@@ -207,17 +263,22 @@ def iter_audio_blocks(
     """
     fh, name = _open_source(source, settings)
     with fh:
-        _check_wav_truncation(fh, name)
+        _check_container_truncation(fh, name)
         with _sound_file(fh, name) as snd:
-            rate = int(snd.samplerate)
+            info = _info_of(snd, name)
+            rate = info.sample_rate
             stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ") if rate != sample_rate else None
             block_frames = max(1, int(block_s * rate))
+            decoded = 0
             while True:
                 try:
                     block = snd.read(frames=block_frames, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError) as exc:
-                    raise AudioDecodeError(name, f"corrupt audio data ({exc})") from exc
+                    raise AudioDecodeError(name, f"corrupt audio data ({_libsndfile_reason(exc)})") from exc
+                decoded += block.shape[0]
                 last = block.shape[0] < block_frames
+                if last:
+                    _check_frames_decoded(info, info.frames, decoded)
                 mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
                 if stream is not None:
                     mono = stream.resample_chunk(mono, last=last)

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_max_attempts: int = 8  # botocore's retries (standard mode: exponential backoff with jitter)
+    s3_timeout_s: float = 30.0
 
     # Audio and features.
     sample_rate: int = 22_050
@@ -58,7 +60,14 @@ class Settings(BaseSettings):
         """fsspec keyword arguments for ``url`` (empty for local paths)."""
         if not url.startswith("s3://"):
             return {}
-        opts: dict[str, Any] = {}
+        opts: dict[str, Any] = {
+            "use_listings_cache": False,  # a nightly run must see what arrived since the last listing
+            "config_kwargs": {
+                "retries": {"max_attempts": self.s3_max_attempts, "mode": "standard"},
+                "connect_timeout": self.s3_timeout_s,
+                "read_timeout": self.s3_timeout_s,
+            },
+        }
         client_kwargs: dict[str, Any] = {}
         endpoint = self.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
