@@ -47,3 +47,38 @@ def test_models_list_and_promote(tmp_path):
 def test_predict_without_a_champion_fails_cleanly(tmp_path):
     done = ser("predict", "x.wav", "--registry", (tmp_path / "empty").as_uri())
     assert done.returncode == 1 and "no champion" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
+    # four actors (two male, two female) through the whole path: corpus, store, training, registry, report
+    subset = tmp_path / "ravdess"
+    subset.mkdir()
+    for actor in ("Actor_01", "Actor_02", "Actor_03", "Actor_04"):
+        (subset / actor).symlink_to(ravdess_dir / actor)
+    env = {"SER_FEATURE_STORE_URL": (tmp_path / "store").as_uri(), "SER_REGISTRY_URL": (tmp_path / "reg").as_uri(), "SER_WORKERS": "2"}
+    trained = ser("train", "--corpus", f"ravdess={subset}", "--architecture", "pooled", "--normalization", "speaker",
+                  "--epochs", "5", "--json", "--out", str(tmp_path / "report"), env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = json.loads(trained.stdout)
+    assert len(result["test_speakers"]) == 1 and result["test_speakers"][0].startswith("ravdess:")
+    assert not set(result["test_speakers"]) & set(result["train_speakers"])
+    assert result["promoted"] and 0.0 <= result["uar"] <= 1.0
+    assert (tmp_path / "report" / "confusion_matrix.png").exists()
+    assert "epoch   1/5" in trained.stderr
+
+    evaluated = ser("evaluate", "--corpus", f"ravdess={subset}", "--context", "--json", env=env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    summary = json.loads(evaluated.stdout)
+    assert summary["uar"] == pytest.approx(result["uar"]) and summary["context"]["utterances"] == 60
+
+    files = sorted((ravdess_dir / "Actor_01").glob("*.flac"))[:6]
+    predicted = ser("predict", *map(str, files), "--speaker", "ravdess:01", "--json", env=env)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    rows = json.loads(predicted.stdout)["predictions"]
+    assert len(rows) == 6 and all(abs(sum(r["probabilities"].values()) - 1) < 1e-4 for r in rows)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....not audio")
+    failed = ser("predict", str(files[0]), str(broken), env=env)
+    assert failed.returncode == 1 and "broken.wav" in failed.stderr
