@@ -67,6 +67,10 @@ def load_labelled(
     skipped: list[SkippedFile] = []
     for name, url in corpora.items():
         items.extend(read_corpus(name, url, skipped=skipped))
+    if not items:
+        empty = pd.DataFrame(columns=["utterance_id", "window", "speaker", "gender", "emotion", "corpus", "path"])
+        return LabelledSet(empty, {f: np.zeros((0, spec.families[f], spec.n_frames), np.float32) for f in families},
+                           tuple((s.path, s.reason) for s in skipped))
     summary = featurize(items, store_url, spec, progress=progress, settings=settings)
     failures = [(s.path, s.reason) for s in skipped] + [(f.path, f.reason) for f in summary.failures]
     labels = pd.DataFrame(

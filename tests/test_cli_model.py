@@ -44,6 +44,11 @@ def test_models_list_and_promote(tmp_path):
     assert missing.returncode == 1 and "v7" in missing.stderr
 
 
+def test_train_on_a_folder_without_audio_fails_cleanly(tmp_path):
+    done = ser("train", "--corpus", f"ravdess={tmp_path}", "--architecture", "pooled")
+    assert done.returncode == 1 and "no usable labelled audio" in done.stderr
+
+
 def test_predict_without_a_champion_fails_cleanly(tmp_path):
     done = ser("predict", "x.wav", "--registry", (tmp_path / "empty").as_uri())
     assert done.returncode == 1 and "no champion" in done.stderr
@@ -56,7 +61,9 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     subset = tmp_path / "ravdess"
     subset.mkdir()
     for actor in ("Actor_01", "Actor_02", "Actor_03", "Actor_04"):
-        (subset / actor).symlink_to(ravdess_dir / actor)
+        (subset / actor).mkdir()
+        for flac in (ravdess_dir / actor).glob("*.flac"):
+            (subset / actor / flac.name).symlink_to(flac)
     env = {"SER_FEATURE_STORE_URL": (tmp_path / "store").as_uri(), "SER_REGISTRY_URL": (tmp_path / "reg").as_uri(), "SER_WORKERS": "2"}
     trained = ser("train", "--corpus", f"ravdess={subset}", "--architecture", "pooled", "--normalization", "speaker",
                   "--epochs", "5", "--json", "--out", str(tmp_path / "report"), env=env)
