@@ -243,7 +243,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     def predict_cmd(
-        files: list[str] = typer.Argument(..., help="Audio files or URLs, one utterance each."),
+        files: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files or URLs, one utterance each."),
         speaker: str = typer.Option(None, "--speaker", help="The participant who speaks in all FILES (for per-speaker normalisation)."),
         model: str = typer.Option("champion", "--model", help="A version from `ser models list`, or champion."),
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
@@ -264,6 +264,11 @@ def register(app: typer.Typer) -> None:
         except SerError as exc:
             fail(str(exc))
         spec = FeatureSpec.from_dict(trained.feature_spec) if trained.feature_spec else FeatureSpec.from_settings(settings)
+        norm = trained.normalizer
+        if norm.mode == "speaker" and (speaker is None or len(files) < norm.min_speaker_utterances):
+            typer.secho(f"warning: model {trained.version} normalises per speaker; with "
+                        f"{'no --speaker' if speaker is None else f'fewer than {norm.min_speaker_utterances} files'} "
+                        "it falls back to the training statistics and is less accurate", err=True, fg=typer.colors.YELLOW)
         windows, owners, failures = [], [], []
         for path in files:
             try:
