@@ -1,0 +1,726 @@
+"""The nightly labeling run as plain functions: archive in, warehouse rows out.
+
+``flows/nightly.py`` wraps each step below in one Prefect task; :func:`run_nightly` runs the
+same steps in order without Prefect, for a notebook or a test. The steps:
+
+1. :func:`discover` -- every survey of the archive: the raw manifest is checked by the GX
+   ``manifest`` suite, then read with ``manifest.read_survey`` (participants, sidecar turns).
+   A survey that fails either is quarantined (with the reason) and the run goes on.
+2. :func:`load_surveys` -- surveys, sessions and pseudonymised participants into DuckDB.
+3. :func:`plan` -- each session recording is hashed (streamed, sha256) and cut into
+   utterances: sidecar turns when present, else energy VAD (``segmentation``). An
+   utterance's id is fixed by the recording's content hash and its span, so "already done"
+   means "the warehouse holds this id's prediction by this model"; those are skipped,
+   the rest are grouped into batches of whole sessions (session context needs a session's
+   utterances together). Unreadable recordings are quarantined.
+4. per batch: :func:`featurise_batch` (decode each utterance by seeking, windows, features,
+   appended to the Parquet store), :func:`validate_batch_features` (GX ``features``),
+   :func:`predict_batch` (the model on every window, window probabilities averaged per
+   utterance), :func:`apply_context` (forward filter along each session),
+   :func:`validate_batch_predictions` (GX ``predictions``), :func:`load_batch` (utterances
+   and predictions, idempotent). A failed suite stops that batch's load, is recorded in the
+   warehouse and the report, and the run ends failed.
+5. :func:`finish` -- the ingest run's status and counts; :func:`render_markdown` -- the
+   run's report (the flow publishes it as a Prefect artifact).
+
+Re-running is safe at every point: every loader is keyed, the feature store skips stored
+content hashes, and the plan skips what the warehouse already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import AudioDecodeError, ManifestError, SerError
+from .labels import EMOTIONS
+from .segmentation import Utterance, VadConfig, segment_recording
+from .settings import Settings, get_settings, override
+from .validation import ValidationResult
+
+FLOW_NAME = "label-new-audio"
+HASH_CHUNK_BYTES = 4 * 1024 * 1024
+
+# step(name, fn) -> the callable to run for that step (identity by default; a Prefect task in flows/).
+Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An input the run set aside, and why (mirrors a row of the warehouse's quarantine)."""
+
+    stage: str  # "manifest", "audio", "features", ...
+    source: str
+    reason: str
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What :func:`discover` found: readable surveys, and what it set aside."""
+
+    surveys: tuple[Any, ...]  # manifest.Survey
+    quarantined: tuple[Quarantined, ...] = ()
+    validations: tuple[tuple[str, ValidationResult], ...] = ()  # (target, result)
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlannedUtterance:
+    """One utterance to label: where its audio is and who speaks."""
+
+    utterance_id: str
+    survey_id: str
+    session_id: str
+    participant_id: str | None
+    start_s: float
+    end_s: float
+    question: str | None
+    source_uri: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Whole sessions' pending utterances, labelled and loaded together."""
+
+    index: int
+    utterances: tuple[PlannedUtterance, ...]
+
+    @property
+    def sessions(self) -> list[str]:
+        return list(dict.fromkeys(u.session_id for u in self.utterances))
+
+
+@dataclass(frozen=True)
+class Plan:
+    batches: tuple[Batch, ...]
+    recordings_seen: int
+    recordings_skipped: int  # every utterance already labelled by this model
+    utterances_total: int
+    utterances_pending: int
+    quarantined: tuple[Quarantined, ...] = ()
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchFeatures:
+    """Windows of a batch: ``keys`` (one row per window) and ``{family: (n, rows, frames)}``."""
+
+    batch: Batch
+    keys: pd.DataFrame
+    feats: dict[str, np.ndarray]
+    spec: Any  # features.FeatureSpec
+    store_file: str | None
+    quarantined: tuple[Quarantined, ...] = ()
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchPredictions:
+    """Per-utterance predictions of a batch in the warehouse's layout (ARCHITECTURE.md)."""
+
+    frame: pd.DataFrame
+    proba: np.ndarray  # (n_utterances, K) in ``labels`` order
+    labels: tuple[str, ...]
+    model_version: str
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchLoad:
+    batch_index: int
+    utterances_inserted: int
+    predictions_inserted: int
+    quarantined: int
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class NightlyReport:
+    """Everything the run did, for the warehouse's ingest run and the markdown artifact."""
+
+    run_id: str
+    model_version: str | None = None
+    surveys: int = 0
+    sessions: int = 0
+    recordings_seen: int = 0
+    recordings_skipped: int = 0
+    utterances_total: int = 0
+    utterances_pending: int = 0
+    utterances_loaded: int = 0
+    predictions_loaded: int = 0
+    batches: int = 0
+    batches_failed: int = 0
+    emotion_counts: Counter = field(default_factory=Counter)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    validations: list[tuple[str, ValidationResult]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.batches_failed > 0 or self.error is not None or any(not r.success for _, r in self.validations)
+
+    @property
+    def status(self) -> str:
+        if self.failed:
+            return "failed"
+        return "partial" if self.quarantined else "completed"
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + float(seconds)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "model_version": self.model_version,
+            "surveys": self.surveys,
+            "sessions": self.sessions,
+            "recordings_seen": self.recordings_seen,
+            "recordings_skipped": self.recordings_skipped,
+            "utterances_pending": self.utterances_pending,
+            "utterances_loaded": self.utterances_loaded,
+            "predictions_loaded": self.predictions_loaded,
+            "batches": self.batches,
+            "batches_failed": self.batches_failed,
+            "quarantined": len(self.quarantined),
+            "emotions": dict(self.emotion_counts),
+        }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# -- settings and warehouse -----------------------------------------------------------------------
+
+
+def run_settings(
+    archive_url: str | None = None,
+    warehouse: str | None = None,
+    batch_size: int | None = None,
+    settings: Settings | None = None,
+) -> Settings:
+    """The settings of one run: ``SER_*`` values with the run's parameters applied."""
+    from pathlib import Path
+
+    return override(settings or get_settings(), archive_url=archive_url,
+                    warehouse_path=Path(warehouse) if warehouse else None, batch_size=batch_size)
+
+
+@contextmanager
+def _writing(settings: Settings) -> Iterator[Any]:
+    from . import warehouse
+
+    with warehouse.writing(settings.warehouse_path, settings=settings) as con:
+        yield con
+
+
+def start_run(settings: Settings, flow_run_id: str | None = None, run_id: str | None = None) -> str:
+    """Record the start of an ingest run in the warehouse (migrating it first); its id."""
+    from . import warehouse
+
+    with _writing(settings) as con:
+        return warehouse.start_ingest_run(con, flow_run_id=flow_run_id, flow_name=FLOW_NAME, run_id=run_id)
+
+
+def record_quarantine(settings: Settings, items: Sequence[Quarantined], run_id: str) -> int:
+    """Write set-aside inputs to the warehouse's quarantine table (idempotent per input)."""
+    from . import warehouse
+
+    if not items:
+        return 0
+    rows = [{"stage": q.stage, "source": q.source, "reason": q.reason, "content_hash": q.content_hash} for q in items]
+    with _writing(settings) as con:
+        return warehouse.quarantine(con, rows, run_id=run_id)
+
+
+def record_validations(settings: Settings, results: Sequence[tuple[str, ValidationResult]], run_id: str) -> None:
+    """Store GX results (one row per suite and target) in the warehouse."""
+    from . import warehouse
+
+    if not results:
+        return
+    with _writing(settings) as con:
+        for target, result in results:
+            warehouse.record_validation(
+                con, result.suite, target, result.success, n_expectations=result.evaluated,
+                n_failed=len(result.failed), details=result.to_dict(), run_id=run_id,
+            )
+
+
+# -- 1. discover ------------------------------------------------------------------------------
+
+
+def _read_manifest_frame(survey_url: str, settings: Settings) -> pd.DataFrame:
+    """The survey's raw manifest rows as strings (CSV or JSON), for the manifest suite."""
+    import io
+    import json
+
+    from .storage import filesystem, join, read_bytes
+
+    csv_url, json_url = join(survey_url, "manifest.csv"), join(survey_url, "manifest.json")
+    fs, csv_path = filesystem(csv_url, settings)
+    if fs.exists(csv_path):
+        return pd.read_csv(io.BytesIO(read_bytes(csv_url, settings)), dtype=str, keep_default_na=False).replace({"": None})
+    data = json.loads(read_bytes(json_url, settings))
+    rows = data.get("sessions", data) if isinstance(data, dict) else data
+    frame = pd.DataFrame(rows)
+    if "metadata" in frame:
+        frame["metadata"] = [json.dumps(m) if isinstance(m, (dict, list)) else m for m in frame["metadata"]]
+    return frame.astype(object)
+
+
+def discover(settings: Settings) -> Discovery:
+    """Every survey of ``settings.archive_url`` that passes the manifest suite and reads cleanly."""
+    from .manifest import list_surveys, read_survey
+    from .validation import validate_manifest
+
+    clock = _Clock()
+    surveys, quarantined, validations = [], [], []
+    for survey_url in list_surveys(settings.archive_url, settings):
+        try:
+            frame = _read_manifest_frame(survey_url, settings)
+            result = validate_manifest(frame, survey_url, settings=settings)
+            validations.append((survey_url, result))
+            if not result.success:
+                quarantined.append(Quarantined("manifest", survey_url, result.summary()))
+                continue
+            surveys.append(read_survey(survey_url, settings))
+        except (ManifestError, ValueError, KeyError, OSError) as exc:
+            quarantined.append(Quarantined("manifest", survey_url, f"{type(exc).__name__}: {exc}"))
+    return Discovery(tuple(surveys), tuple(quarantined), tuple(validations), clock.elapsed)
+
+
+# -- 2. load surveys --------------------------------------------------------------------------------
+
+
+def load_surveys(settings: Settings, surveys: Sequence[Any]) -> int:
+    """Load each survey's sessions and participants; returns the sessions newly inserted."""
+    from . import warehouse
+
+    key = settings.pseudonym_key.get_secret_value()
+    inserted = 0
+    with _writing(settings) as con:
+        for survey in surveys:
+            inserted += warehouse.load_survey(con, survey, key=key).inserted
+    return inserted
+
+
+# -- 3. plan ---------------------------------------------------------------------------------------
+
+
+def recording_hash(url: str, settings: Settings, attempts: int = 4, first_delay_s: float = 0.5) -> str:
+    """sha256 of a recording, streamed in 4 MiB chunks; transient read errors are retried with
+    exponential backoff (``attempts`` tries in all). A missing file is not retried."""
+    from .storage import open_url
+
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            digest = hashlib.sha256()
+            with open_url(url, "rb", settings) as fh:
+                while chunk := fh.read(HASH_CHUNK_BYTES):
+                    digest.update(chunk)
+            return digest.hexdigest()
+        except FileNotFoundError:
+            raise
+        except OSError:
+            if attempt == attempts:
+                raise
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _labelled_ids(settings: Settings, model_version: str, session_ids: Sequence[str]) -> set[str]:
+    """Utterance ids of these sessions that already have this model's prediction."""
+    from . import warehouse
+
+    if not session_ids or not settings.warehouse_path.exists():
+        return set()
+    frame = warehouse.run_query(
+        settings.warehouse_path,
+        "SELECT p.utterance_id FROM predictions p JOIN utterances u USING (utterance_id) "
+        "WHERE p.model_version = $version AND u.session_id IN (SELECT unnest($sessions))",
+        {"version": model_version, "sessions": list(session_ids)},
+        settings=settings,
+    )
+    return set(frame["utterance_id"])
+
+
+def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> list[Utterance]:
+    """The session's utterances; the header is read first, so a broken recording is caught
+    once here (not once per turn) and turns are clipped to the recording's length."""
+    from .audio import probe_audio
+
+    info = probe_audio(session.audio_url, settings)
+    utterances = segment_recording(session.audio_url, session.session_id, session.turns or None,
+                                   duration_s=info.duration_s, config=vad, settings=settings)
+    if not session.turns and len(session.participant_ids) == 1:
+        # One participant and no turns: every voiced span is theirs.
+        utterances = [replace(u, participant_id=session.participant_ids[0]) for u in utterances]
+    return utterances
+
+
+def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None) -> Plan:
+    """Hash and segment every session recording; batch the utterances not yet labelled by
+    ``model_version`` (whole sessions per batch, about ``settings.batch_size`` utterances)."""
+    clock = _Clock()
+    vad = vad or VadConfig()
+    sessions = [(survey, s) for survey in surveys for s in survey.sessions]
+    done = _labelled_ids(settings, model_version, [s.session_id for _, s in sessions])
+    quarantined: list[Quarantined] = []
+    pending_by_session: list[list[PlannedUtterance]] = []
+    skipped = total = 0
+    for survey, session in sessions:
+        try:
+            digest = recording_hash(session.audio_url, settings)
+            utterances = _session_utterances(session, settings, vad)
+        except (AudioDecodeError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, AudioDecodeError) else f"{type(exc).__name__}: {exc}"
+            quarantined.append(Quarantined("audio", session.audio_url, reason))
+            continue
+        if not utterances:
+            quarantined.append(Quarantined("audio", session.audio_url, "no speech found (no turns and VAD found no utterance)", digest))
+            continue
+        planned = [
+            PlannedUtterance(u.utterance_id(digest), survey.survey_id, session.session_id, u.participant_id,
+                             u.start_s, u.end_s, u.question, session.audio_url)
+            for u in utterances
+        ]
+        total += len(planned)
+        pending = [p for p in planned if p.utterance_id not in done]
+        if not pending:
+            skipped += 1
+            continue
+        pending_by_session.append(pending)
+    batches, current = [], []
+    for pending in pending_by_session:
+        if current and len(current) + len(pending) > settings.batch_size:
+            batches.append(Batch(len(batches), tuple(current)))
+            current = []
+        current.extend(pending)
+    if current:
+        batches.append(Batch(len(batches), tuple(current)))
+    n_pending = sum(len(b.utterances) for b in batches)
+    return Plan(tuple(batches), len(sessions), skipped, total, n_pending, tuple(quarantined), clock.elapsed)
+
+
+# -- 4. per batch ----------------------------------------------------------------------------------
+
+
+def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
+    """Decode each utterance (seeking into its recording), cut windows, extract every feature
+    family and append them to the feature store (source = survey). Utterances that fail to
+    decode are quarantined and left out."""
+    from .audio import load_audio
+    from .feature_store import write_features
+    from .features import FeatureSpec, clip_windows, extract_features
+
+    clock = _Clock()
+    spec = FeatureSpec.from_settings(settings)
+    rows: list[dict[str, Any]] = []
+    windows: list[np.ndarray] = []
+    quarantined: list[Quarantined] = []
+    for u in batch.utterances:
+        try:
+            audio = load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings)
+            clips = clip_windows(audio.samples, spec)
+        except (AudioDecodeError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
+            quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))
+            continue
+        for w, clip in enumerate(clips):
+            rows.append({
+                "source": u.survey_id, "group": u.session_id,
+                "speaker": f"{u.survey_id}:{u.participant_id}" if u.participant_id else "unknown",
+                "utterance_id": u.utterance_id, "window": w, "content_hash": u.utterance_id,
+                "session_id": u.session_id, "start_s": u.start_s, "end_s": u.end_s,
+            })
+            windows.append(clip)
+    keys = pd.DataFrame(rows, columns=["source", "group", "speaker", "utterance_id", "window", "content_hash", "session_id", "start_s", "end_s"])
+    feats = extract_features(windows, spec) if windows else {f: np.zeros((0, r, spec.n_frames), np.float32) for f, r in spec.families.items()}
+    store_file = None
+    for source in keys["source"].unique():
+        mask = (keys["source"] == source).to_numpy()
+        store_file = write_features(settings.feature_store_url, keys[mask].reset_index(drop=True),
+                                    {f: a[mask] for f, a in feats.items()}, spec, settings=settings) or store_file
+    return BatchFeatures(batch, keys, feats, spec, store_file, tuple(quarantined), clock.elapsed)
+
+
+def validate_batch_features(features: BatchFeatures) -> ValidationResult:
+    from .validation import validate_features
+
+    return validate_features(features.keys, features.feats, features.spec)
+
+
+def load_trained_model(settings: Settings, which: str = "champion") -> Any:
+    """The model to label with: ``which`` is ``"champion"`` or a registry version."""
+    from .registry import load_model
+
+    return load_model(settings.registry_url, which, settings=settings)
+
+
+def predict_batch(trained: Any, features: BatchFeatures, batch_size: int = 256) -> BatchPredictions:
+    """The model on every window; window probabilities averaged per utterance (in the order
+    utterances first appear in ``features.keys``)."""
+    from .inference import pool_windows, predict_proba
+
+    clock = _Clock()
+    labels = tuple(trained.labels.labels)
+    version = str(trained.version or "unversioned")
+    keys = features.keys
+    if keys.empty:
+        return BatchPredictions(_empty_predictions(), np.zeros((0, len(labels)), np.float32), labels, version, clock.elapsed)
+    speakers = [None if s == "unknown" else s for s in keys["speaker"]]
+    window_proba = predict_proba(trained, features.feats, speakers, features.spec, batch_size=batch_size)
+    ids, proba = pool_windows(window_proba, list(keys["utterance_id"]))
+    frame = pd.DataFrame({"utterance_id": ids})
+    return BatchPredictions(frame, proba, labels, version, clock.elapsed)
+
+
+def _empty_predictions() -> pd.DataFrame:
+    columns = ["utterance_id", "model_version", "label", "confidence", *(f"p_{e}" for e in EMOTIONS),
+               "context_label", "context_confidence", *(f"ctx_p_{e}" for e in EMOTIONS)]
+    return pd.DataFrame(columns=columns)
+
+
+def apply_context(predictions: BatchPredictions, batch: Batch, stay: float = 0.8) -> BatchPredictions:
+    """Forward-filter each speaker's utterances within a session in time order
+    (``context.forward_filter`` with a sticky transition matrix: ``stay`` = chance a person's
+    emotion persists to their next utterance), and build the warehouse's prediction frame with
+    both the raw and the context columns.
+
+    The chain follows one participant, not the session's turn order: in a focus group the
+    speakers alternate, and it is a person's state that persists, not the room's. Utterances
+    without a known participant form one chain per session.
+    """
+    from .context import filter_sessions, sticky_transitions
+    from .inference import predictions_frame
+
+    clock = _Clock()
+    if predictions.frame.empty:
+        return predictions
+    by_id = {u.utterance_id: u for u in batch.utterances}
+    ids = list(predictions.frame["utterance_id"])
+    order = sorted(range(len(ids)), key=lambda i: (by_id[ids[i]].session_id, by_id[ids[i]].start_s, by_id[ids[i]].end_s))
+    ids = [ids[i] for i in order]
+    proba = predictions.proba[order]
+    chains = [f"{by_id[i].session_id}\x1f{by_id[i].participant_id or ''}" for i in ids]
+    context = filter_sessions(proba, chains, sticky_transitions(len(predictions.labels), stay))
+    frame = predictions_frame(ids, proba, predictions.labels, predictions.model_version, context)
+    return BatchPredictions(frame, proba, predictions.labels, predictions.model_version, predictions.elapsed_s + clock.elapsed)
+
+
+def validate_batch_predictions(predictions: BatchPredictions) -> ValidationResult:
+    from .validation import validate_predictions
+
+    return validate_predictions(predictions.frame, labels=predictions.labels)
+
+
+def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, run_id: str) -> BatchLoad:
+    """Load the batch's utterances, then their predictions (each loader one transaction,
+    keyed, so a repeat inserts nothing twice). Only utterances that have a prediction are loaded."""
+    from . import warehouse
+
+    clock = _Clock()
+    predicted = set(predictions.frame["utterance_id"])
+    utterances = pd.DataFrame([
+        {"utterance_id": u.utterance_id, "session_id": u.session_id, "participant_id": u.participant_id,
+         "start_s": u.start_s, "end_s": u.end_s, "source_uri": u.source_uri, "content_hash": u.utterance_id,
+         "question": u.question}
+        for u in batch.utterances if u.utterance_id in predicted
+    ], columns=["utterance_id", "session_id", "participant_id", "start_s", "end_s", "source_uri", "content_hash", "question"])
+    key = settings.pseudonym_key.get_secret_value()
+    with _writing(settings) as con:
+        loaded_u = warehouse.load_utterances(con, utterances, key=key)
+        loaded_p = warehouse.load_predictions(con, predictions.frame, run_id=run_id)
+    return BatchLoad(batch.index, loaded_u.inserted, loaded_p.inserted, loaded_u.quarantined + loaded_p.quarantined, clock.elapsed)
+
+
+# -- 5. finish ------------------------------------------------------------------------------------
+
+
+def finish(settings: Settings, report: NightlyReport) -> None:
+    """Record the run's outcome and counts in the warehouse."""
+    from . import warehouse
+
+    message = report.error or ("; ".join(f"{r.suite} failed on {t}" for t, r in report.validations if not r.success) or None)
+    with _writing(settings) as con:
+        warehouse.finish_ingest_run(
+            con, report.run_id, status=report.status, n_sessions=report.sessions,
+            n_utterances=report.utterances_loaded, n_predictions=report.predictions_loaded,
+            n_quarantined=len(report.quarantined), message=message,
+        )
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: NightlyReport) -> str:
+    """The run's report: counts, emotion mix, validations, quarantined inputs, time per stage."""
+    s = report.summary()
+    lines = [
+        f"# Nightly labeling: {s['status'].upper()}",
+        "",
+        f"Run `{report.run_id}`, model `{report.model_version}`.",
+        "",
+        "| what | count |",
+        "|---|---:|",
+        *(f"| {k.replace('_', ' ')} | {s[k]} |" for k in ("surveys", "sessions", "recordings_seen", "recordings_skipped",
+                                                          "utterances_pending", "utterances_loaded", "predictions_loaded",
+                                                          "batches", "batches_failed", "quarantined")),
+        "",
+        "## Emotion mix (new predictions)",
+        "",
+    ]
+    total = sum(report.emotion_counts.values())
+    if total:
+        lines += ["| emotion | utterances | share |", "|---|---:|---:|"]
+        lines += [f"| {e} | {report.emotion_counts.get(e, 0)} | {report.emotion_counts.get(e, 0) / total:.1%} |" for e in EMOTIONS
+                  if report.emotion_counts.get(e, 0)]
+    else:
+        lines.append("No new predictions.")
+    failed = [(t, r) for t, r in report.validations if not r.success]
+    lines += ["", "## Validation", "", f"{len(report.validations)} suite runs, {len(failed)} failed."]
+    for target, result in failed:
+        lines += ["", f"**{result.suite}** on `{_md_escape(target)}`:", ""]
+        lines += [f"- {_md_escape(f.describe())}" for f in result.failed]
+    lines += ["", "## Quarantined", ""]
+    if report.quarantined:
+        lines += ["| stage | source | reason |", "|---|---|---|"]
+        lines += [f"| {q.stage} | `{_md_escape(q.source)}` | {_md_escape(q.reason)[:300]} |" for q in report.quarantined]
+    else:
+        lines.append("Nothing quarantined.")
+    lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {stage} | {seconds:.2f} |" for stage, seconds in report.stage_seconds.items()]
+    if report.error:
+        lines += ["", "## Error", "", f"```\n{report.error}\n```"]
+    return "\n".join(lines) + "\n"
+
+
+# -- the whole run without Prefect -------------------------------------------------------------------
+
+
+def process_batch(
+    settings: Settings,
+    trained: Any,
+    batch: Batch,
+    report: NightlyReport,
+    context_stay: float = 0.8,
+    step: Step | None = None,
+) -> None:
+    """Featurise, validate, predict, add context, validate and load one batch, updating ``report``.
+
+    ``step(name, fn)`` may wrap each step (the flow passes one that runs it as a Prefect task);
+    by default the functions are called directly.
+    """
+    call = step or (lambda _name, fn: fn)
+    features = call("featurise", featurise_batch)(settings, batch)
+    report.add_time("featurise", features.elapsed_s)
+    report.quarantined.extend(features.quarantined)
+    target = f"batch {batch.index}: sessions {', '.join(batch.sessions)}"
+    clock = _Clock()
+    checked = call("validate-features", validate_batch_features)(features)
+    report.add_time("validate", clock.elapsed)
+    report.validations.append((target, checked))
+    if not checked.success:
+        report.batches_failed += 1
+        return
+    predictions = call("predict", predict_batch)(trained, features)
+    report.add_time("predict", predictions.elapsed_s)
+    with_context = call("context", apply_context)(predictions, batch, context_stay)
+    report.add_time("context", with_context.elapsed_s - predictions.elapsed_s)
+    clock = _Clock()
+    checked = call("validate-predictions", validate_batch_predictions)(with_context)
+    report.add_time("validate", clock.elapsed)
+    report.validations.append((target, checked))
+    if not checked.success:
+        report.batches_failed += 1
+        return
+    loaded = call("load", load_batch)(settings, batch, with_context, report.run_id)
+    report.add_time("load", loaded.elapsed_s)
+    report.utterances_loaded += loaded.utterances_inserted
+    report.predictions_loaded += loaded.predictions_inserted
+    if loaded.predictions_inserted:
+        report.emotion_counts.update(with_context.frame["label"])
+
+
+def run_nightly(
+    archive_url: str | None = None,
+    warehouse: str | None = None,
+    model: str = "champion",
+    batch_size: int | None = None,
+    *,
+    settings: Settings | None = None,
+    run_id: str | None = None,
+    flow_run_id: str | None = None,
+    step: Step | None = None,
+) -> NightlyReport:
+    """Label every new utterance of the archive and load the warehouse (see module docstring).
+
+    Returns the report; ``report.failed`` is True when a validation suite failed (that batch
+    was not loaded) or the run stopped on an error. ``step(name, fn)`` may wrap each step
+    (``flows/nightly.py`` passes one that returns the step's Prefect task).
+    """
+    call = step or (lambda _name, fn: fn)
+    settings = run_settings(archive_url, warehouse, batch_size, settings)
+    report = NightlyReport(run_id=call("start-run", start_run)(settings, flow_run_id=flow_run_id, run_id=run_id))
+    try:
+        found = call("discover", discover)(settings)
+        report.add_time("discover", found.elapsed_s)
+        report.quarantined.extend(found.quarantined)
+        report.validations.extend(found.validations)
+        report.surveys = len(found.surveys)
+        clock = _Clock()
+        call("load-surveys", load_surveys)(settings, found.surveys)
+        report.add_time("load", clock.elapsed)
+        clock = _Clock()
+        trained = call("load-model", load_trained_model)(settings, model)
+        report.model_version = str(trained.version)
+        report.add_time("load model", clock.elapsed)
+        planned = call("plan", plan)(settings, found.surveys, report.model_version)
+        apply_plan(report, planned)
+        for batch in planned.batches:
+            process_batch(settings, trained, batch, report, step=step)
+    except SerError as exc:  # expected failures (no champion, warehouse busy, spec mismatch): recorded, run fails
+        report.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug: recorded as a failed run, then raised
+        report.error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        call("record-quarantine", record_quarantine)(settings, report.quarantined, report.run_id)
+        call("record-validations", record_validations)(settings, report.validations, report.run_id)
+        call("finish", finish)(settings, report)
+    return report
+
+
+def apply_plan(report: NightlyReport, planned: Plan) -> None:
+    report.add_time("hash + segment", planned.elapsed_s)
+    report.sessions = planned.recordings_seen
+    report.recordings_seen = planned.recordings_seen
+    report.recordings_skipped = planned.recordings_skipped
+    report.utterances_total = planned.utterances_total
+    report.utterances_pending = planned.utterances_pending
+    report.batches = len(planned.batches)
+    report.quarantined.extend(planned.quarantined)
+

@@ -1,0 +1,34 @@
+"""``ser segment`` and ``ser label`` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+from typer.testing import CliRunner
+
+from ser_pipeline.cli import app
+
+
+def test_segment_prints_spans_as_json(tmp_path):
+    sr = 16_000
+    t = np.arange(sr) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 200 * t)
+    y = np.concatenate([np.zeros(sr // 2), tone, np.zeros(sr), tone, np.zeros(sr // 2)]).astype(np.float32)
+    sf.write(tmp_path / "s.wav", y, sr)
+    result = CliRunner().invoke(app, ["segment", str(tmp_path / "s.wav"), "--json"])
+    assert result.exit_code == 0, result.output
+    spans = json.loads(result.stdout)
+    assert [(round(s["start_s"], 1), round(s["end_s"], 1)) for s in spans] == [(0.5, 1.5), (2.5, 3.5)]
+
+
+def test_segment_bad_input_and_bad_usage_exit_codes(tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"nope")
+    assert CliRunner().invoke(app, ["segment", str(tmp_path / "bad.wav")]).exit_code == 1
+    assert CliRunner().invoke(app, ["segment", str(tmp_path / "bad.wav"), "--min-s", "3", "--max-s", "2"]).exit_code == 2
+
+
+def test_label_help_lists_its_options():
+    result = CliRunner().invoke(app, ["label", "--help"])
+    assert result.exit_code == 0 and "--archive-url" in result.output and "--json" in result.output

@@ -1,0 +1,165 @@
+"""End to end: S3 archive (moto) -> Prefect server + process worker -> deployment run -> DuckDB.
+
+Everything runs for real on loopback: moto's S3 server holds a generated archive, ``prefect
+server start`` (SQLite in a temporary PREFECT_HOME) and ``prefect worker start`` run in the
+background, ``prefect deploy`` registers ``nightly-labeling`` from prefect.yaml with the
+work pool from infra/, and ``prefect deployment run --watch`` runs it. Every process started
+here is stopped at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from support.tiny_model import train_tiny_champion
+
+pytestmark = [pytest.mark.prefect, pytest.mark.s3, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(api_url: str, process: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"prefect server not healthy after {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop a process we started (and its children: it leads its own process group)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def stack(tmp_path, s3_bucket, moto_endpoint):
+    """A Prefect server, the cpu-pool work pool, the nightly deployment and a worker whose flow
+    runs read the archive in ``s3_bucket``. Yields (env, archive_url, warehouse_path)."""
+    from ser_pipeline.settings import Settings
+
+    registry_url = (tmp_path / "registry").as_uri()
+    train_tiny_champion((tmp_path / "corpus").as_uri(), registry_url, Settings())
+
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    archive_url = f"{s3_bucket}/archive"
+    warehouse = tmp_path / "warehouse.duckdb"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "SER_PROJECT_DIR": str(ROOT),
+        "SER_ARCHIVE_URL": archive_url,
+        "SER_WAREHOUSE_PATH": str(warehouse),
+        "SER_REGISTRY_URL": registry_url,
+        "SER_FEATURE_STORE_URL": (tmp_path / "features").as_uri(),
+        "SER_WORKERS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    started: list[subprocess.Popen] = []
+    try:
+        server_log = tmp_path / "server.log"
+        server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                  stdout=server_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(server)
+        _wait_healthy(api_url, server, server_log)
+
+        def prefect(*args: str) -> str:
+            done = subprocess.run([PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+            return done.stdout
+
+        prefect("work-pool", "create", "cpu-pool", "--type", "process",
+                "--base-job-template", str(ROOT / "infra" / "work-pools" / "cpu-process.json"))
+        prefect("concurrency-limit", "create", "warehouse-writer", "1")
+        prefect("--no-prompt", "deploy", "--name", "nightly-labeling")
+
+        worker_log = tmp_path / "worker.log"
+        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "cpu-pool", "--type", "process", "--limit", "1"],
+                                  env=env, cwd=ROOT, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        started.append(worker)
+        yield env, archive_url, warehouse, prefect, worker_log
+    finally:
+        for process in reversed(started):
+            _stop(process)
+
+
+def _run_nightly(prefect, worker_log: Path) -> None:
+    try:
+        out = prefect("deployment", "run", "label-new-audio/nightly-labeling", "--watch", "--watch-timeout", "540")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nworker log:\n{worker_log.read_text()[-4000:]}") from None
+    assert "Completed" in out, out
+
+
+def _rows(warehouse: Path, sql: str):
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(stack):
+    from ser_pipeline import synth
+    from ser_pipeline.labels import EMOTIONS
+
+    env, archive_url, warehouse, prefect, worker_log = stack
+    params = dict(sessions_per_survey=2, participants_per_session=3, utterances_per_session=4, sidecar="csv", seed=5)
+    first = synth.generate_archive(archive_url, n_surveys=1, **params)
+
+    _run_nightly(prefect, worker_log)
+    n = len(first)
+    assert _rows(warehouse, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions") == [(n, n)]
+    assert _rows(warehouse, "SELECT count(*) FROM utterances") == [(n,)]
+    assert {r[0] for r in _rows(warehouse, "SELECT DISTINCT label FROM predictions")} <= set(EMOTIONS)
+    assert _rows(warehouse, "SELECT status, n_predictions FROM ingest_runs") == [("completed", n)]
+    before = set(_rows(warehouse, "SELECT utterance_id, label, predicted_at FROM predictions"))
+
+    # New audio arrives: the same generator with one more survey rewrites SV01 byte for byte
+    # (same content hashes) and adds SV02.
+    both = synth.generate_archive(archive_url, n_surveys=2, **params)
+    added = (both.survey_id == "SV02").sum()
+    assert added > 0
+    _run_nightly(prefect, worker_log)
+    assert _rows(warehouse, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions") == [(n + added, n + added)]
+    assert before <= set(_rows(warehouse, "SELECT utterance_id, label, predicted_at FROM predictions"))
+    assert _rows(warehouse, "SELECT s.survey_id, count(*) FROM utterances u JOIN sessions s USING (session_id) "
+                            "GROUP BY 1 ORDER BY 1") == [("SV01", n), ("SV02", added)]
+    assert [r[0] for r in _rows(warehouse, "SELECT n_predictions FROM ingest_runs ORDER BY started_at")] == [n, added]

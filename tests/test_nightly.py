@@ -1,0 +1,154 @@
+"""The nightly labeling run (library, no Prefect) on generated archives, a real model and DuckDB."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from support.tiny_model import as_float_wav_scaled, train_tiny_champion
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory):
+    """A registry holding a small trained champion (shared by this module's tests)."""
+    from ser_pipeline.settings import Settings
+
+    root = tmp_path_factory.mktemp("model")
+    registry_url = (root / "registry").as_uri()
+    version = train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings())
+    return registry_url, version
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, champion):
+    from ser_pipeline.settings import get_settings
+
+    registry_url, version = champion
+    monkeypatch.setenv("SER_REGISTRY_URL", registry_url)
+    get_settings.cache_clear()
+    return tmp_path, version
+
+
+def _archive(tmp_path, **kwargs):
+    from ser_pipeline import synth
+
+    url = (tmp_path / "archive").as_uri()
+    params = dict(n_surveys=1, sessions_per_survey=2, participants_per_session=3, utterances_per_session=4, sidecar="csv", seed=1)
+    params.update(kwargs)
+    return url, synth.generate_archive(url, **params)
+
+
+def _rows(tmp_path, sql):
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env):
+    from ser_pipeline.labels import EMOTIONS
+    from ser_pipeline.nightly import render_markdown, run_nightly
+
+    tmp_path, version = env
+    url, truth = _archive(tmp_path)
+    report = run_nightly(url)
+    assert report.status == "completed", render_markdown(report)
+    assert report.model_version == version
+    assert report.utterances_loaded == report.predictions_loaded == len(truth)
+    assert _rows(tmp_path, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions") == [(len(truth), len(truth))]
+    labels = {r[0] for r in _rows(tmp_path, "SELECT DISTINCT label FROM predictions")}
+    assert labels <= set(EMOTIONS)
+    # Turn times came from the sidecar: every utterance matches a true turn.
+    spans = set(_rows(tmp_path, "SELECT session_id, start_s, end_s FROM utterances"))
+    assert spans == {(r.session_id, r.start_s, r.end_s) for r in truth.itertuples()}
+    markdown = render_markdown(report)
+    assert "COMPLETED" in markdown and "Emotion mix" in markdown and "Time per stage" in markdown
+
+    again = run_nightly(url)
+    assert again.status == "completed"
+    assert again.predictions_loaded == 0 and again.recordings_skipped == again.recordings_seen == 2
+    assert _rows(tmp_path, "SELECT count(*) FROM predictions") == [(len(truth),)]
+    runs = _rows(tmp_path, "SELECT status, n_predictions FROM ingest_runs ORDER BY started_at")
+    assert runs == [("completed", len(truth)), ("completed", 0)]
+
+
+def test_sessions_without_sidecars_are_segmented_by_vad(env):
+    from ser_pipeline.nightly import run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path, sidecar=None, utterances_per_session=6)
+    report = run_nightly(url)
+    assert report.status == "completed"
+    found = report.predictions_loaded
+    assert 0.7 * len(truth) <= found <= 1.3 * len(truth)
+    assert _rows(tmp_path, "SELECT count(*) FROM utterances WHERE participant_key IS NULL") == [(found,)]
+
+
+def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env):
+    from ser_pipeline.nightly import run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    broken = tmp_path / "archive" / "SV01" / "SV01-S02.wav"
+    broken.write_bytes(broken.read_bytes()[:30])
+    report = run_nightly(url)
+    assert report.status == "partial"
+    assert [q.stage for q in report.quarantined] == ["audio"]
+    assert "SV01-S02.wav" in report.quarantined[0].source
+    assert report.predictions_loaded == (truth.session_id == "SV01-S01").sum()
+    assert _rows(tmp_path, "SELECT stage, reason LIKE '%WAV%' FROM quarantine") == [("audio", True)]
+
+
+def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
+    from ser_pipeline.nightly import render_markdown, run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S02.wav", 1e6)  # an un-normalised float export
+    report = run_nightly(url, batch_size=4)  # one session per batch
+    assert report.failed and report.status == "failed" and report.batches_failed == 1
+    failed = [r for _, r in report.validations if not r.success]
+    assert [r.suite for r in failed] == ["features"]
+    assert any(f.column in ("mel_max", "mfcc_max") for f in failed[0].failed)
+    assert report.predictions_loaded == (truth.session_id == "SV01-S01").sum()
+    sessions = {r[0] for r in _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances")}
+    assert sessions == {"SV01-S01"}
+    assert _rows(tmp_path, "SELECT suite, success FROM validation_results WHERE NOT success") == [("features", False)]
+    assert _rows(tmp_path, "SELECT status FROM ingest_runs") == [("failed",)]
+    assert "features" in render_markdown(report) and "FAILED" in render_markdown(report)
+
+
+def test_a_manifest_failing_its_suite_is_quarantined(env):
+    from ser_pipeline.nightly import run_nightly
+
+    tmp_path, _ = env
+    url, _ = _archive(tmp_path, n_surveys=2, sessions_per_survey=1)
+    manifest = tmp_path / "archive" / "SV02" / "manifest.csv"
+    text = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([text[0], text[1].replace("SV02-S01.wav", "missing.wav")]) + "\n")
+    report = run_nightly(url)
+    assert report.failed
+    assert [(q.stage, "audio_file_exists" in q.reason) for q in report.quarantined] == [("manifest", True)]
+    assert _rows(tmp_path, "SELECT DISTINCT u.session_id FROM utterances u") == [("SV01-S01",)]
+
+
+def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
+    import json
+
+    from typer.testing import CliRunner
+
+    from ser_pipeline.cli import app
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    result = CliRunner().invoke(app, ["label", "--archive-url", url, "--json", "--report", str(tmp_path / "r.md")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["predictions_loaded"] == len(truth) and summary["status"] == "completed"
+    assert (tmp_path / "r.md").read_text().startswith("# Nightly labeling: COMPLETED")
+    as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S01.wav", 1e6)
+    (tmp_path / "warehouse.duckdb").unlink()
+    assert CliRunner().invoke(app, ["label", "--archive-url", url, "--batch-size", "4"]).exit_code == 1
