@@ -210,6 +210,9 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(registry_url=registry)
         try:
             trained = load_model(settings.registry_url, model, settings)
+            if speakers == "test" and trained.split_kind != "speaker":
+                fail(f"model {trained.version} was trained on a random split: its test speakers were also trained on; "
+                     "evaluate it with --speakers all on corpora it has not seen")
             spec = FeatureSpec.from_dict(trained.feature_spec) if trained.feature_spec else FeatureSpec.from_settings(settings)
             data = load_labelled(corpora, spec, FAMILIES[trained.input_kind], settings=settings, progress=not as_json)
             chosen = data.windows.speaker.isin(set(trained.split_speakers.get("test", []))) if speakers == "test" else data.windows.speaker.notna()
