@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     champion = registry.champion_version(settings.registry_url, settings=settings)
     if champion is None:
+        # Global rather than per-speaker normalisation: each generated participant speaks only
+        # three or four turns in one mood, too few for neutral per-speaker statistics (docs/MODEL.md).
         _stage("Training a small model on the generated speech (retraining flow)")
         result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs,
                                label_merge="", promote=True, architecture="pooled",
