@@ -12,7 +12,9 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    utterance's id is fixed by the recording's content hash and its span, so "already done"
    means "the warehouse holds this id's prediction by this model"; those are skipped,
    the rest are grouped into batches of whole sessions (session context needs a session's
-   utterances together). Unreadable recordings are quarantined.
+   utterances together); a session longer than a batch is cut into parts of at most
+   ``batch_size`` utterances, so memory never grows with a recording's length. Unreadable
+   recordings are quarantined.
 4. per batch: :func:`featurise_batch` (decode each utterance by seeking, windows, features,
    appended to the Parquet store), :func:`validate_batch_features` (GX ``features``),
    :func:`predict_batch` (the model on every window, window probabilities averaged per
@@ -382,7 +384,7 @@ def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> lis
 
 def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None) -> Plan:
     """Hash and segment every session recording; batch the utterances not yet labelled by
-    ``model_version`` (whole sessions per batch, about ``settings.batch_size`` utterances)."""
+    ``model_version`` (whole sessions per batch, at most ``settings.batch_size`` utterances; longer sessions in parts)."""
     clock = _Clock()
     vad = vad or VadConfig()
     sessions = [(survey, s) for survey in surveys for s in survey.sessions]
@@ -413,11 +415,16 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
             continue
         pending_by_session.append(pending)
     batches, current = [], []
+    size = max(1, settings.batch_size)
     for pending in pending_by_session:
-        if current and len(current) + len(pending) > settings.batch_size:
-            batches.append(Batch(len(batches), tuple(current)))
-            current = []
-        current.extend(pending)
+        # A session longer than a batch (a two-hour recording) is cut into parts of at most
+        # ``batch_size`` utterances, so memory is bounded by the batch size, not by the
+        # recording's length; the context filter restarts at each part.
+        for part in (pending[i : i + size] for i in range(0, len(pending), size)):
+            if current and len(current) + len(part) > size:
+                batches.append(Batch(len(batches), tuple(current)))
+                current = []
+            current.extend(part)
     if current:
         batches.append(Batch(len(batches), tuple(current)))
     n_pending = sum(len(b.utterances) for b in batches)
@@ -443,7 +450,9 @@ def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
     for u in batch.utterances:
         try:
             audio = load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings)
-            clips = clip_windows(audio.samples, spec)
+            # A DC offset (a miscalibrated converter) carries no speech but leaks into every low
+            # band; training corpora have none, so it is removed before windowing.
+            clips = clip_windows(audio.samples - np.float32(audio.samples.mean(dtype=np.float64)), spec)
         except (AudioDecodeError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
             quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))
