@@ -290,6 +290,18 @@ def _read_manifest_frame(survey_url: str, settings: Settings) -> pd.DataFrame:
     return frame.astype(object)
 
 
+def _missing_audio(frame: pd.DataFrame, survey_url: str, result: ValidationResult, settings: Settings) -> str:
+    """The audio files the manifest names but the archive lacks, when that is what failed
+    (GX reports only ``[False]``; whoever reads the quarantine needs the names)."""
+    from .validation import manifest_check_frame
+
+    if not any(f.column == "audio_file_exists" for f in result.failed):
+        return ""
+    checked = manifest_check_frame(frame, survey_url, settings)
+    missing = [str(f) for f, ok in zip(checked["audio_file"], checked["audio_file_exists"]) if not ok]
+    return f"\n  missing audio files: {', '.join(missing[:20])}" + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+
+
 def discover(settings: Settings) -> Discovery:
     """Every survey of ``settings.archive_url`` that passes the manifest suite and reads cleanly."""
     from .manifest import list_surveys, read_survey
@@ -303,7 +315,7 @@ def discover(settings: Settings) -> Discovery:
             result = validate_manifest(frame, survey_url, settings=settings)
             validations.append((survey_url, result))
             if not result.success:
-                quarantined.append(Quarantined("manifest", survey_url, result.summary()))
+                quarantined.append(Quarantined("manifest", survey_url, result.summary() + _missing_audio(frame, survey_url, result, settings)))
                 continue
             surveys.append(read_survey(survey_url, settings))
         except (ManifestError, ValueError, KeyError, OSError) as exc:
