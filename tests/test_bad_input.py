@@ -214,9 +214,11 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
         from ser_pipeline.nightly import run_nightly
         def peak_mb():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        first = run_nightly({small.as_uri()!r}, {str(tmp_path / 'small.duckdb')!r}, batch_size=64)
+        first = run_nightly({small.as_uri()!r}, {str(tmp_path / 'small.duckdb')!r}, batch_size=32)
         after_small = peak_mb()
-        second = run_nightly({large.as_uri()!r}, {str(tmp_path / 'large.duckdb')!r}, batch_size=64)
+        second = run_nightly({large.as_uri()!r}, {str(tmp_path / 'large.duckdb')!r}, batch_size=32)
+        from ser_pipeline.nightly import render_markdown
+        print(render_markdown(second), file=sys.stderr)
         print(json.dumps({{"small": first.summary(), "large": second.summary(), "after_small_mb": after_small,
                           "after_large_mb": peak_mb()}}))
     """)
@@ -224,9 +226,9 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["small"]["status"] == "completed" and out["large"]["status"] == "completed", out
+    assert out["small"]["status"] == "completed" and out["large"]["status"] == "completed", result.stderr[-3000:]
     assert abs(out["large"]["predictions_loaded"] - expected) <= expected * 0.05, out
-    assert out["large"]["batches"] >= expected // 64
+    assert out["large"]["batches"] >= expected // 32
     growth = out["after_large_mb"] - out["after_small_mb"]
     assert growth < 200, f"peak RSS grew by {growth:.0f} MB over the two-hour recording ({out})"
 

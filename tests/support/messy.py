@@ -71,16 +71,17 @@ def write_survey(
 
 
 def write_long_wav(path: Path, hours: float, sr: int = 16_000, speech_every_s: float = 20.0, seed: int = 0) -> int:
-    """Write a ``hours``-long PCM-16 WAV block by block (never more than one minute in memory):
+    """Write a ``hours``-long PCM-16 WAV block by block (never more than eight periods in memory):
     one generated utterance every ``speech_every_s`` seconds over room tone. Returns the
     number of utterances written."""
     rng = np.random.default_rng(seed)
-    block = speech((2.5,), sr=sr, seed=seed)  # one utterance with its pauses
     period = int(speech_every_s * sr)
-    quiet = (rng.standard_normal(period - len(block)) * 10 ** (-62 / 20)).astype(np.float32)
-    one_period = np.concatenate([block, quiet])
-    periods_per_minute = max(1, int(60 // speech_every_s))
-    minute = np.tile(one_period, periods_per_minute)
+    periods = []
+    for k in range(8):  # eight different utterances (voices and emotions), repeated
+        block = speech((2.5,), sr=sr, seed=seed * 100 + k)
+        quiet = (rng.standard_normal(period - len(block)) * 10 ** (-62 / 20)).astype(np.float32)
+        periods.append(np.concatenate([block, quiet]))
+    minute = np.concatenate(periods)  # 8 periods: a few minutes, written again and again
     total = int(hours * 3600 * sr)
     written = 0
     with sf.SoundFile(path, "w", sr, 1, "PCM_16", format="WAV") as out:
