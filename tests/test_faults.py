@@ -125,7 +125,7 @@ def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials
     markdown = render_markdown(report)
     assert report.status == "partial", markdown
     ((stage, source, reason),) = _rows(tmp_path / "warehouse.duckdb", "SELECT stage, source, reason FROM quarantine")
-    assert stage == "audio" and source.endswith("SV01-S02.wav") and "503" in reason or "SlowDown" in reason
+    assert stage == "audio" and source.endswith("SV01-S02.wav") and ("503" in reason or "SlowDown" in reason), reason
     assert TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in markdown + reason
     labelled = {s for (s,) in _rows(tmp_path / "warehouse.duckdb", "SELECT DISTINCT session_id FROM utterances")}
     assert labelled == {"SV01-S01", "SV01-S03"}
