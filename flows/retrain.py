@@ -42,11 +42,16 @@ def retrain_model(
     label_merge: str = "calm=neutral",
     promote: bool = True,
     architecture: str = "seed",
+    normalization: str = "global",
+    input_kind: str | None = None,
 ) -> dict[str, Any]:
     """Train on ``corpus_urls`` (``{corpus name: url}``), evaluate on held-out speakers,
-    register; promote when ``promote`` and the UAR beats the champion's."""
+    register; promote when ``promote`` and the UAR beats the champion's. ``architecture``
+    "seed" (the reference CNN) or "pooled"; ``normalization`` "global" or "speaker";
+    ``input_kind`` "mfcc" or "stacked" (None: SER_MODEL_INPUT)."""
     registration, metrics, markdown = retraining.run_retraining(
-        corpus_urls, epochs, label_merge, promote, architecture=architecture, step=lambda name, fn: TASKS[name],
+        corpus_urls, epochs, label_merge, promote, architecture=architecture,
+        normalization=normalization, input_kind=input_kind, step=lambda name, fn: TASKS[name],
     )
     create_markdown_artifact(key="weekly-retrain-report", markdown=markdown,
                              description=f"Model {registration.version}: {registration.reason}")

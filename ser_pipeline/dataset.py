@@ -67,6 +67,10 @@ def load_labelled(
     skipped: list[SkippedFile] = []
     for name, url in corpora.items():
         items.extend(read_corpus(name, url, skipped=skipped))
+    if not items:
+        empty = pd.DataFrame(columns=["utterance_id", "window", "speaker", "gender", "emotion", "corpus", "path"])
+        return LabelledSet(empty, {f: np.zeros((0, spec.families[f], spec.n_frames), np.float32) for f in families},
+                           tuple((s.path, s.reason) for s in skipped))
     summary = featurize(items, store_url, spec, progress=progress, settings=settings)
     failures = [(s.path, s.reason) for s in skipped] + [(f.path, f.reason) for f in summary.failures]
     labels = pd.DataFrame(
@@ -78,4 +82,9 @@ def load_labelled(
     joined = keys.merge(labels, on="utterance_id", how="left", validate="many_to_one")
     keep = joined.emotion.notna().to_numpy()  # stored windows of items not asked for now
     windows = joined.loc[keep].reset_index(drop=True)
+    failed = {path for path, _ in failures}
+    # the store is content-addressed: a file whose bytes equal another's is stored once
+    for row in labels[~labels.utterance_id.isin(set(windows.utterance_id))].itertuples():
+        if row.path not in failed:
+            failures.append((row.path, "no features stored: its audio is byte-identical to another file's (kept once)"))
     return LabelledSet(windows, {k: v[keep] for k, v in feats.items()}, tuple(failures))

@@ -7,7 +7,8 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    ``manifest`` suite, then read with ``manifest.read_survey`` (participants, sidecar turns).
    A survey that fails either is quarantined (with the reason) and the run goes on.
 2. :func:`load_surveys` -- surveys, sessions and pseudonymised participants into DuckDB.
-3. :func:`plan` -- each session recording is hashed (streamed, sha256) and cut into
+3. :func:`plan` -- each session recording is hashed (streamed, sha256; cached per
+   object version, so unchanged recordings are not re-read every night) and cut into
    utterances: sidecar turns when present, else energy VAD (``segmentation``). An
    utterance's id is fixed by the recording's content hash and its span, so "already done"
    means "the warehouse holds this id's prediction by this model"; those are skipped,
@@ -50,6 +51,7 @@ from .validation import ValidationResult
 
 FLOW_NAME = "label-new-audio"
 HASH_CHUNK_BYTES = 4 * 1024 * 1024
+RECORDING_CACHE_DIR = "_recordings"  # under the feature store: content hash and utterances per unchanged recording
 
 # step(name, fn) -> the callable to run for that step (identity by default; a Prefect task in flows/).
 Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
@@ -394,6 +396,59 @@ def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> lis
     return utterances
 
 
+def _recording_cache_url(settings: Settings, audio_url: str) -> str:
+    from .storage import join
+
+    return join(settings.feature_store_url, RECORDING_CACHE_DIR, hashlib.sha256(audio_url.encode()).hexdigest()[:32] + ".json")
+
+
+def _recording_cache_key(session: Any, settings: Settings, vad: VadConfig) -> str | None:
+    """What decides a recording's hash and utterances: the object's size and ETag (S3) or
+    modification time (local), the sidecar turns, the participants and the VAD settings.
+    None when the object store gives neither an ETag nor a modification time."""
+    import json
+    from dataclasses import asdict
+
+    from .storage import filesystem
+
+    fs, path = filesystem(session.audio_url, settings)
+    info = fs.info(path)
+    version = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    if version is None:
+        return None
+    key = {
+        "url": session.audio_url, "size": info.get("size"), "version": str(version),
+        "turns": [asdict(t) for t in session.turns], "participants": list(session.participant_ids), "vad": asdict(vad),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple[str, list[Utterance]]:
+    """The recording's content hash and utterances, from the recording cache when the object is
+    unchanged since it was last read (so a nightly run does not re-read the whole archive), else
+    computed (streamed) and cached. The cache lives under ``<feature store>/_recordings/``."""
+    import json
+
+    from .storage import read_bytes, write_bytes_atomic
+
+    cache_url = _recording_cache_url(settings, session.audio_url)
+    key = _recording_cache_key(session, settings, vad)
+    if key is not None:
+        try:
+            cached = json.loads(read_bytes(cache_url, settings))
+            if cached.get("key") == key:
+                return cached["content_hash"], [Utterance(session.session_id, *u) for u in cached["utterances"]]
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            pass
+    digest = recording_hash(session.audio_url, settings)
+    utterances = _session_utterances(session, settings, vad)
+    if key is not None:
+        entry = {"key": key, "content_hash": digest,
+                 "utterances": [[u.participant_id, u.start_s, u.end_s, u.question] for u in utterances]}
+        write_bytes_atomic(cache_url, json.dumps(entry).encode(), settings)
+    return digest, utterances
+
+
 def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None) -> Plan:
     """Hash and segment every session recording; batch the utterances not yet labelled by
     ``model_version`` (whole sessions per batch, at most ``settings.batch_size`` utterances; longer sessions in parts)."""
@@ -406,8 +461,7 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
     skipped = total = 0
     for survey, session in sessions:
         try:
-            digest = recording_hash(session.audio_url, settings)
-            utterances = _session_utterances(session, settings, vad)
+            digest, utterances = _hash_and_segment(session, settings, vad)
         except (AudioDecodeError, OSError) as exc:
             reason = exc.reason if isinstance(exc, AudioDecodeError) else f"{type(exc).__name__}: {exc}"
             quarantined.append(Quarantined("audio", session.audio_url, reason))
@@ -525,9 +579,15 @@ def _empty_predictions() -> pd.DataFrame:
 
 
 def apply_context(predictions: BatchPredictions, batch: Batch, stay: float = 0.8) -> BatchPredictions:
-    """Forward-filter each session's utterances in time order (``context.forward_filter`` with a
-    sticky transition matrix: ``stay`` = chance an emotion persists to the next utterance), and
-    build the warehouse's prediction frame with both the raw and the context columns."""
+    """Forward-filter each speaker's utterances within a session in time order
+    (``context.forward_filter`` with a sticky transition matrix: ``stay`` = chance a person's
+    emotion persists to their next utterance), and build the warehouse's prediction frame with
+    both the raw and the context columns.
+
+    The chain follows one participant, not the session's turn order: in a focus group the
+    speakers alternate, and it is a person's state that persists, not the room's. Utterances
+    without a known participant form one chain per session.
+    """
     from .context import filter_sessions, sticky_transitions
     from .inference import predictions_frame
 
@@ -539,7 +599,8 @@ def apply_context(predictions: BatchPredictions, batch: Batch, stay: float = 0.8
     order = sorted(range(len(ids)), key=lambda i: (by_id[ids[i]].session_id, by_id[ids[i]].start_s, by_id[ids[i]].end_s))
     ids = [ids[i] for i in order]
     proba = predictions.proba[order]
-    context = filter_sessions(proba, [by_id[i].session_id for i in ids], sticky_transitions(len(predictions.labels), stay))
+    chains = [f"{by_id[i].session_id}\x1f{by_id[i].participant_id or ''}" for i in ids]
+    context = filter_sessions(proba, chains, sticky_transitions(len(predictions.labels), stay))
     frame = predictions_frame(ids, proba, predictions.labels, predictions.model_version, context)
     return BatchPredictions(frame, proba, predictions.labels, predictions.model_version, predictions.elapsed_s + clock.elapsed)
 

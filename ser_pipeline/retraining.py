@@ -75,7 +75,7 @@ def corpus_features(settings: Settings, corpus_urls: Mapping[str, str], families
 
 
 def train_candidate(data: CorpusData, label_merge: str = "calm=neutral", epochs: int = 40, input_kind: str = "mfcc",
-                    architecture: str = "seed", seed: int = 0) -> Candidate:
+                    architecture: str = "seed", seed: int = 0, normalization: str = "global") -> Candidate:
     """Train on a speaker-independent split of ``data`` (no speaker in two parts)."""
     from .labels import LabelSet, parse_merge
     from .splits import speaker_split
@@ -84,7 +84,7 @@ def train_candidate(data: CorpusData, label_merge: str = "calm=neutral", epochs:
     start = time.perf_counter()
     labels = LabelSet.from_merge(parse_merge(label_merge))
     split = speaker_split(data.keys, seed=seed)
-    config = TrainConfig(architecture=architecture, input_kind=input_kind, epochs=epochs, seed=seed)
+    config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization, epochs=epochs, seed=seed)
     trained = train(data.feats, data.keys["emotion"], data.keys["speaker"], split, labels, data.spec.hash, config,
                     utterance_ids=data.keys["utterance_id"], progress=None)
     return Candidate(trained, split, time.perf_counter() - start)
@@ -161,6 +161,8 @@ def run_retraining(
     promote: bool = True,
     *,
     architecture: str = "seed",
+    normalization: str = "global",
+    input_kind: str | None = None,
     settings: Settings | None = None,
     step: Step | None = None,
 ) -> tuple[Registration, dict[str, Any], str]:
@@ -169,7 +171,8 @@ def run_retraining(
     call = step or (lambda _name, fn: fn)
     settings = settings or get_settings()
     data = call("corpus-features", corpus_features)(settings, dict(corpus_urls))
-    candidate = call("train", train_candidate)(data, label_merge, epochs, settings.model_input, architecture)
+    candidate = call("train", train_candidate)(data, label_merge, epochs, input_kind or settings.model_input, architecture,
+                                               normalization=normalization)
     metrics = call("evaluate", evaluate_candidate)(candidate, data)
     registration = call("register", register_candidate)(settings, candidate, metrics, promote)
     return registration, metrics, render_markdown(registration, metrics, data)

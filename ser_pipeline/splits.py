@@ -50,6 +50,7 @@ def speaker_split(
     label_col: str = "emotion",
     gender_col: str = "gender",
     trials: int = 500,
+    test_speakers: Sequence[str] | None = None,
 ) -> Split:
     """Split by speaker, close to ``fractions`` of utterances, stratified as far as groups allow.
 
@@ -57,9 +58,26 @@ def speaker_split(
     validation, then train up to their share of utterances (each non-empty part gets at
     least one speaker); the order whose parts' emotion (and gender, when present)
     distributions are closest to the whole set's wins. Deterministic for a given seed.
+
+    ``test_speakers`` pins the test part (e.g. the champion's, so two models are compared on
+    the same voices); validation and training are then dealt from the other speakers.
     """
     fractions = _check_fractions(fractions)
     speakers_all = df[speaker_col].astype(str)
+    if test_speakers is not None:
+        pinned = sorted({str(s) for s in test_speakers})
+        unknown = sorted(set(pinned) - set(speakers_all))
+        if unknown:
+            raise ValueError(f"test speakers {unknown} are not in the data")
+        rest_rows = np.flatnonzero(~speakers_all.isin(pinned).to_numpy())
+        f_train, f_val, _ = fractions
+        inner = speaker_split(df.iloc[rest_rows], (f_train / (f_train + f_val), f_val / (f_train + f_val), 0.0), seed,
+                              speaker_col, label_col, gender_col, trials)
+        return Split(
+            train=rest_rows[inner.train], val=rest_rows[inner.val],
+            test=np.flatnonzero(speakers_all.isin(pinned).to_numpy()),
+            train_speakers=inner.train_speakers, val_speakers=inner.val_speakers, test_speakers=tuple(pinned), kind="speaker",
+        )
     counts = speakers_all.value_counts().sort_index()
     names = counts.index.to_numpy()
     needed = sum(f > 0 for f in fractions)

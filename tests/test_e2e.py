@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from support.tiny_model import train_tiny_champion
+from support.tiny_model import shared_champion
 
 pytestmark = [pytest.mark.prefect, pytest.mark.s3, pytest.mark.slow]
 
@@ -63,13 +63,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def stack(tmp_path, s3_bucket, moto_endpoint):
+def stack(tmp_path, tmp_path_factory, s3_bucket, moto_endpoint):
     """A Prefect server, the cpu-pool work pool, the nightly deployment and a worker whose flow
     runs read the archive in ``s3_bucket``. Yields (env, archive_url, warehouse_path)."""
-    from ser_pipeline.settings import Settings
-
-    registry_url = (tmp_path / "registry").as_uri()
-    train_tiny_champion((tmp_path / "corpus").as_uri(), registry_url, Settings())
+    registry_url, _ = shared_champion(tmp_path_factory)
 
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"

@@ -7,18 +7,14 @@ import asyncio
 import duckdb
 import pytest
 
-from support.tiny_model import as_float_wav_scaled, train_tiny_champion
+from support.tiny_model import as_float_wav_scaled, shared_champion
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
-    from ser_pipeline.settings import Settings
-
-    root = tmp_path_factory.mktemp("flow-model")
-    registry_url = (root / "registry").as_uri()
-    return registry_url, train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings())
+    return shared_champion(tmp_path_factory)
 
 
 @pytest.fixture

@@ -5,20 +5,15 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from support.tiny_model import as_float_wav_scaled, train_tiny_champion
+from support.tiny_model import as_float_wav_scaled, shared_champion
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
-    """A registry holding a small trained champion (shared by this module's tests)."""
-    from ser_pipeline.settings import Settings
-
-    root = tmp_path_factory.mktemp("model")
-    registry_url = (root / "registry").as_uri()
-    version = train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings())
-    return registry_url, version
+    """A registry holding a small trained champion (shared with the flow and end-to-end tests)."""
+    return shared_champion(tmp_path_factory)
 
 
 @pytest.fixture
@@ -152,3 +147,26 @@ def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
     as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S01.wav", 1e6)
     (tmp_path / "warehouse.duckdb").unlink()
     assert CliRunner().invoke(app, ["label", "--archive-url", url, "--batch-size", "4"]).exit_code == 1
+
+
+def test_unchanged_recordings_are_not_read_again_and_changed_ones_are(env):
+    import os
+
+    from ser_pipeline.nightly import run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    assert run_nightly(url).predictions_loaded == len(truth)
+    assert len(list((tmp_path / "features" / "_recordings").glob("*.json"))) == 2
+    # Same size and modification time: the recording counts as unchanged, and its bytes are not
+    # read at all (they are garbage now, and the run still finds nothing to do).
+    recording = tmp_path / "archive" / "SV01" / "SV01-S01.wav"
+    stat = recording.stat()
+    recording.write_bytes(b"\0" * stat.st_size)
+    os.utime(recording, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = run_nightly(url)
+    assert again.status == "completed" and again.recordings_skipped == 2 and not again.quarantined
+    # A new modification time: read again, found broken, quarantined.
+    os.utime(recording, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    third = run_nightly(url)
+    assert [(q.stage, q.source.endswith("SV01-S01.wav")) for q in third.quarantined] == [("audio", True)]

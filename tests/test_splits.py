@@ -67,3 +67,14 @@ def test_speaker_kfold_holds_out_each_speaker_exactly_once():
     assert sorted(s for h in held for s in h) == sorted(df.speaker.unique())
     for tr, te in folds:
         assert set(df.speaker.iloc[tr]).isdisjoint(df.speaker.iloc[te])
+
+
+def test_pinned_test_speakers():
+    df = ravdess_like()
+    split = speaker_split(df, seed=0, test_speakers=["ravdess:03", "ravdess:12"])
+    assert split.test_speakers == ("ravdess:03", "ravdess:12")
+    assert set(df.speaker.iloc[split.test]) == {"ravdess:03", "ravdess:12"}
+    assert not set(split.train_speakers) & set(split.test_speakers) and not set(split.val_speakers) & set(split.test_speakers)
+    assert len(split.train) + len(split.val) + len(split.test) == len(df)
+    with pytest.raises(ValueError, match="not in the data"):
+        speaker_split(df, test_speakers=["ravdess:99"])

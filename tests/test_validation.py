@@ -235,3 +235,23 @@ def test_result_serialises_to_plain_json():
     assert json.loads(json.dumps(data))["suite"] == "predictions"
     assert data["success"] is False and data["failed"][0]["column"] == "label"
     assert load_suite("predictions")["name"] == "predictions"
+
+
+@pytest.mark.realdata
+def test_features_of_real_speech_silence_and_full_scale_noise_are_plausible(ravdess_dir, tess_dir, quirks_dir):
+    """The suite's ranges hold for real recordings (all quirks included) and the extremes."""
+    from ser_pipeline.audio import load_audio
+    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
+
+    spec = FeatureSpec()
+    files = sorted(ravdess_dir.glob("*/*.flac"))[::60] + sorted(tess_dir.glob("*/*.wav"))[::60] + sorted(quirks_dir.iterdir())
+    rows, windows = [], []
+    for path in files:
+        for i, window in enumerate(clip_windows(load_audio(str(path)).samples, spec)):
+            rows.append({"utterance_id": path.name, "window": i})
+            windows.append(window)
+    rng = np.random.default_rng(0)
+    windows += [np.zeros(spec.n_samples, np.float32), np.clip(rng.normal(0, 1, spec.n_samples), -1, 1).astype(np.float32)]
+    rows += [{"utterance_id": "silence", "window": 0}, {"utterance_id": "noise", "window": 0}]
+    result = validate_features(pd.DataFrame(rows), extract_features(windows, spec), spec)
+    assert result.success, result.summary()

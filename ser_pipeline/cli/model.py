@@ -109,6 +109,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(32, "--batch-size", min=1),
         augment: int = typer.Option(0, "--augment", min=0, help="Augmented copies per training utterance (noise, pitch, stretch)."),
         seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and shuffling."),
+        test_speakers: str = typer.Option(None, "--test-speakers", help="Pin the test speakers (comma-separated ids, or 'champion' for the champion's) so figures are comparable."),
         label_merge: str = typer.Option(None, "--label-merge", help="Merge labels before training, e.g. calm=neutral."),
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
         out: Path = typer.Option(None, "--out", help="Also write the evaluation report (metrics.json, report.md, PNGs) here."),
@@ -143,8 +144,18 @@ def register(app: typer.Typer) -> None:
             if data.windows.empty:
                 fail("no usable labelled audio in the given corpora")
             utterances = data.utterances
-            make_split = speaker_split if split == "speaker" else random_split
-            split_w = expand_split(make_split(utterances, seed=seed), utterances, data.windows)
+            if split == "random":
+                split_u = random_split(utterances, seed=seed)
+            else:
+                pinned = None
+                if test_speakers == "champion":
+                    from ..registry import load_model as _load
+
+                    pinned = _load(settings.registry_url, "champion", settings).split_speakers["test"]
+                elif test_speakers:
+                    pinned = [s.strip() for s in test_speakers.split(",") if s.strip()]
+                split_u = speaker_split(utterances, seed=seed, test_speakers=pinned)
+            split_w = expand_split(split_u, utterances, data.windows)
             config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization,
                                  epochs=epochs, batch_size=batch_size, seed=seed)
             extra = _augmented_features(data, split_w.train, augment, spec, seed) if augment else None
@@ -199,6 +210,9 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(registry_url=registry)
         try:
             trained = load_model(settings.registry_url, model, settings)
+            if speakers == "test" and trained.split_kind != "speaker":
+                fail(f"model {trained.version} was trained on a random split: its test speakers were also trained on; "
+                     "evaluate it with --speakers all on corpora it has not seen")
             spec = FeatureSpec.from_dict(trained.feature_spec) if trained.feature_spec else FeatureSpec.from_settings(settings)
             data = load_labelled(corpora, spec, FAMILIES[trained.input_kind], settings=settings, progress=not as_json)
             chosen = data.windows.speaker.isin(set(trained.split_speakers.get("test", []))) if speakers == "test" else data.windows.speaker.notna()
@@ -232,7 +246,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     def predict_cmd(
-        files: list[str] = typer.Argument(..., help="Audio files or URLs, one utterance each."),
+        files: list[str] = typer.Argument(..., metavar="FILE...", help="Audio files or URLs, one utterance each."),
         speaker: str = typer.Option(None, "--speaker", help="The participant who speaks in all FILES (for per-speaker normalisation)."),
         model: str = typer.Option("champion", "--model", help="A version from `ser models list`, or champion."),
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
@@ -253,6 +267,11 @@ def register(app: typer.Typer) -> None:
         except SerError as exc:
             fail(str(exc))
         spec = FeatureSpec.from_dict(trained.feature_spec) if trained.feature_spec else FeatureSpec.from_settings(settings)
+        norm = trained.normalizer
+        if norm.mode == "speaker" and (speaker is None or len(files) < norm.min_speaker_utterances):
+            typer.secho(f"warning: model {trained.version} normalises per speaker; with "
+                        f"{'no --speaker' if speaker is None else f'fewer than {norm.min_speaker_utterances} files'} "
+                        "it falls back to the training statistics and is less accurate", err=True, fg=typer.colors.YELLOW)
         windows, owners, failures = [], [], []
         for path in files:
             try:

@@ -35,3 +35,17 @@ def as_float_wav_scaled(path, factor: float) -> None:
 
     y, sr = sf.read(path, dtype="float32")
     sf.write(path, np.asarray(y, dtype=np.float32) * factor, sr, subtype="FLOAT")
+
+
+_SHARED: dict[str, tuple[str, str]] = {}
+
+
+def shared_champion(tmp_path_factory) -> tuple[str, str]:
+    """``(registry_url, version)`` of one tiny champion per test session (tests only read it)."""
+    if "champion" not in _SHARED:
+        from ser_pipeline.settings import Settings
+
+        root = tmp_path_factory.mktemp("shared-champion")
+        registry_url = (root / "registry").as_uri()
+        _SHARED["champion"] = (registry_url, train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings()))
+    return _SHARED["champion"]
