@@ -297,7 +297,7 @@ def _missing_audio(frame: pd.DataFrame, survey_url: str, result: ValidationResul
     (GX reports only ``[False]``; whoever reads the quarantine needs the names)."""
     from .validation import manifest_check_frame
 
-    if not any(f.column == "audio_file_exists" for f in result.failed):
+    if "audio_file" not in frame or not any(f.column == "audio_file_exists" for f in result.failed):
         return ""
     checked = manifest_check_frame(frame, survey_url, settings)
     missing = [str(f) for f, ok in zip(checked["audio_file"], checked["audio_file_exists"]) if not ok]
