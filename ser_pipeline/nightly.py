@@ -445,7 +445,10 @@ def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple
     if key is not None:
         entry = {"key": key, "content_hash": digest,
                  "utterances": [[u.participant_id, u.start_s, u.end_s, u.question] for u in utterances]}
-        write_bytes_atomic(cache_url, json.dumps(entry).encode(), settings)
+        try:
+            write_bytes_atomic(cache_url, json.dumps(entry).encode(), settings)
+        except OSError:
+            pass  # only a cache: a full or read-only store must not set the recording aside
     return digest, utterances
 
 

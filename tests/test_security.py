@@ -136,11 +136,12 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
     from ser_pipeline import storage
     from ser_pipeline.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
-    from support.s3 import moto_server, use_endpoint
+    from support.s3 import moto_server, reset_moto, use_endpoint
 
     tmp_path = env
     caplog.set_level(logging.DEBUG)
     with moto_server() as endpoint:
+        reset_moto(endpoint)  # moto's state is per process: forget other tests' buckets
         use_endpoint(monkeypatch, endpoint)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         monkeypatch.setenv("SER_S3_ACCESS_KEY_ID", "testing-key-id")
