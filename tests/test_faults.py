@@ -120,12 +120,12 @@ def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials
     proxy, truth = s3_archive
     monkeypatch.setenv("SER_S3_MAX_ATTEMPTS", "2")
     get_settings.cache_clear()
-    proxy.add("503", method="GET", path_contains="SV01-S02.wav", count=10_000)
+    proxy.add("500", method="GET", path_contains="SV01-S02.wav", count=10_000)
     report = run_nightly("s3://archive/nightly", batch_size=4)
     markdown = render_markdown(report)
     assert report.status == "partial", markdown
     ((stage, source, reason),) = _rows(tmp_path / "warehouse.duckdb", "SELECT stage, source, reason FROM quarantine")
-    assert stage == "audio" and source.endswith("SV01-S02.wav") and ("503" in reason or "SlowDown" in reason), reason
+    assert stage == "audio" and source.endswith("SV01-S02.wav") and ("500" in reason or "InternalError" in reason), reason
     assert TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in markdown + reason
     labelled = {s for (s,) in _rows(tmp_path / "warehouse.duckdb", "SELECT DISTINCT session_id FROM utterances")}
     assert labelled == {"SV01-S01", "SV01-S03"}
