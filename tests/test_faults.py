@@ -5,11 +5,9 @@ duplicated, no half-written file visible and, where the run cannot go on, a clea
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
