@@ -199,12 +199,15 @@ def _to_mono_resampled(block: np.ndarray, source_rate: int, sample_rate: int) ->
     return mono
 
 
-def _repair_nonfinite(samples: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+def _repair_nonfinite(samples: np.ndarray, name: str, whole: bool = True) -> tuple[np.ndarray, int]:
+    """Set NaN and infinite samples (float WAVs from broken exports) to 0, before any downmix
+    or resampling spreads them over their neighbours; the count repaired. ``whole``: the
+    samples are the whole requested audio, so all of them bad is an error."""
     bad = ~np.isfinite(samples)
     n_bad = int(bad.sum())
     if n_bad == 0:
         return samples, 0
-    if n_bad == samples.size:
+    if whole and n_bad == samples.size:
         raise AudioDecodeError(name, "every sample is NaN or infinite")
     samples = samples.copy()
     samples[bad] = 0.0
@@ -243,8 +246,8 @@ def load_audio(
     _check_frames_decoded(info, remaining if frames < 0 else min(frames, remaining), block.shape[0])
     if block.shape[0] == 0:
         raise AudioDecodeError(name, "no audio frames" if start == 0 else f"no audio at offset {offset_s:.3f} s")
+    block, n_bad = _repair_nonfinite(block, name)
     samples = _to_mono_resampled(block, info.sample_rate, sample_rate)
-    samples, n_bad = _repair_nonfinite(samples, name)
     return Audio(samples=samples, sample_rate=sample_rate, info=info, nonfinite_repaired=n_bad)
 
 
@@ -279,10 +282,10 @@ def iter_audio_blocks(
                 last = block.shape[0] < block_frames
                 if last:
                     _check_frames_decoded(info, info.frames, decoded)
+                block, _ = _repair_nonfinite(block, name, whole=False)
                 mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
                 if stream is not None:
                     mono = stream.resample_chunk(mono, last=last)
-                mono, _ = _repair_nonfinite(mono, name) if mono.size else (mono, 0)
                 if mono.size:
                     yield mono
                 if last:

@@ -29,6 +29,16 @@ class ManifestError(SerError):
         super().__init__(f"{self.source}: {reason}")
 
 
+class FeatureStoreError(SerError):
+    """The feature store could not be written (disk full, read-only, permission denied, the
+    object store refusing); nothing of the batch was stored."""
+
+    def __init__(self, store_url: str, reason: str):
+        self.store_url = str(store_url)
+        self.reason = reason
+        super().__init__(f"cannot write to the feature store {self.store_url}: {reason}")
+
+
 class WarehouseBusy(SerError):
     """The DuckDB warehouse stayed locked by another process for longer than we wait."""
 

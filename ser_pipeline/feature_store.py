@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import FeatureSpecMismatch
+from .errors import FeatureSpecMismatch, FeatureStoreError
 from .features import FeatureSpec
 from .settings import Settings
 from .storage import filesystem, join, to_url, write_bytes_atomic
@@ -114,7 +114,8 @@ def write_features(
     ``keys``: one row per window with ``source, group, speaker, utterance_id, window,
     content_hash`` plus any metadata columns; ``feats``: ``{family: (len(keys), rows, frames)}``.
     Rows whose ``content_hash`` is already stored for ``spec`` (``skip_hashes``, or read from
-    the store when not given) are left out.
+    the store when not given) are left out. Raises :class:`FeatureStoreError` when the file
+    cannot be written; nothing of the batch is then stored.
     """
     missing = [c for c in KEY_COLUMNS if c != "spec_hash" and c not in keys.columns]
     if missing:
@@ -155,7 +156,10 @@ def write_features(
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     url = join(spec_dir(store_url, source, spec), f"part-{uuid.uuid4().hex}.parquet")
-    write_bytes_atomic(url, buffer.getvalue(), settings)
+    try:
+        write_bytes_atomic(url, buffer.getvalue(), settings)
+    except OSError as exc:  # disk full, read-only, permission denied, the object store refusing
+        raise FeatureStoreError(store_url, f"{type(exc).__name__}: {exc}") from exc
     return url
 
 

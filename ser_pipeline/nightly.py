@@ -13,7 +13,9 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    utterance's id is fixed by the recording's content hash and its span, so "already done"
    means "the warehouse holds this id's prediction by this model"; those are skipped,
    the rest are grouped into batches of whole sessions (session context needs a session's
-   utterances together). Unreadable recordings are quarantined.
+   utterances together); a session longer than a batch is cut into parts of at most
+   ``batch_size`` utterances, so memory never grows with a recording's length. Unreadable
+   recordings are quarantined.
 4. per batch, :func:`label_batch` (the unit a task runner spreads over workers):
    :func:`featurise_batch` (decode each recording once per stretch and slice the utterances,
    windows, features, appended to the Parquet store), :func:`validate_batch_features` (GX
@@ -294,6 +296,18 @@ def _read_manifest_frame(survey_url: str, settings: Settings) -> pd.DataFrame:
     return frame.astype(object)
 
 
+def _missing_audio(frame: pd.DataFrame, survey_url: str, result: ValidationResult, settings: Settings) -> str:
+    """The audio files the manifest names but the archive lacks, when that is what failed
+    (GX reports only ``[False]``; whoever reads the quarantine needs the names)."""
+    from .validation import manifest_check_frame
+
+    if "audio_file" not in frame or not any(f.column == "audio_file_exists" for f in result.failed):
+        return ""
+    checked = manifest_check_frame(frame, survey_url, settings)
+    missing = [str(f) for f, ok in zip(checked["audio_file"], checked["audio_file_exists"]) if not ok]
+    return f"\n  missing audio files: {', '.join(missing[:20])}" + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+
+
 def discover(settings: Settings) -> Discovery:
     """Every survey of ``settings.archive_url`` that passes the manifest suite and reads cleanly."""
     from .manifest import list_surveys, read_survey
@@ -307,7 +321,7 @@ def discover(settings: Settings) -> Discovery:
             result = validate_manifest(frame, survey_url, settings=settings)
             validations.append((survey_url, result))
             if not result.success:
-                quarantined.append(Quarantined("manifest", survey_url, result.summary()))
+                quarantined.append(Quarantined("manifest", survey_url, result.summary() + _missing_audio(frame, survey_url, result, settings)))
                 continue
             surveys.append(read_survey(survey_url, settings))
         except (ManifestError, ValueError, KeyError, OSError) as exc:
@@ -435,13 +449,16 @@ def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple
     if key is not None:
         entry = {"key": key, "content_hash": digest,
                  "utterances": [[u.participant_id, u.start_s, u.end_s, u.question] for u in utterances]}
-        write_bytes_atomic(cache_url, json.dumps(entry).encode(), settings)
+        try:
+            write_bytes_atomic(cache_url, json.dumps(entry).encode(), settings)
+        except OSError:
+            pass  # only a cache: a full or read-only store must not set the recording aside
     return digest, utterances
 
 
 def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None) -> Plan:
     """Hash and segment every session recording; batch the utterances not yet labelled by
-    ``model_version`` (whole sessions per batch, about ``settings.batch_size`` utterances)."""
+    ``model_version`` (whole sessions per batch, at most ``settings.batch_size`` utterances; longer sessions in parts)."""
     clock = _Clock()
     vad = vad or VadConfig()
     sessions = [(survey, s) for survey in surveys for s in survey.sessions]
@@ -471,11 +488,16 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
             continue
         pending_by_session.append(pending)
     batches, current = [], []
+    size = max(1, settings.batch_size)
     for pending in pending_by_session:
-        if current and len(current) + len(pending) > settings.batch_size:
-            batches.append(Batch(len(batches), tuple(current)))
-            current = []
-        current.extend(pending)
+        # A session longer than a batch (a two-hour recording) is cut into parts of at most
+        # ``batch_size`` utterances, so memory is bounded by the batch size, not by the
+        # recording's length; the context filter restarts at each part.
+        for part in (pending[i : i + size] for i in range(0, len(pending), size)):
+            if current and len(current) + len(part) > size:
+                batches.append(Batch(len(batches), tuple(current)))
+                current = []
+            current.extend(part)
     if current:
         batches.append(Batch(len(batches), tuple(current)))
     n_pending = sum(len(b.utterances) for b in batches)
@@ -565,7 +587,9 @@ def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
             try:
                 if isinstance(samples, Exception):
                     raise samples
-                clips = clip_windows(samples, spec)
+                # A DC offset (a miscalibrated converter) carries no speech but leaks into every
+                # low band; training corpora have none, so it is removed before windowing.
+                clips = clip_windows(samples - np.float32(samples.mean(dtype=np.float64)), spec)
             except (AudioDecodeError, ValueError) as exc:
                 reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
                 quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))

@@ -97,14 +97,17 @@ def utterance_id(recording_hash: str, start_s: float, end_s: float) -> str:
 def frame_levels_db(samples: np.ndarray, sample_rate: int, frame_s: float = 0.02) -> np.ndarray:
     """Level of each non-overlapping ``frame_s`` frame in dBFS, shape ``(n_frames,)``.
 
-    A trailing partial frame is dropped.
+    The level is that of the frame's AC part (its variance): a recording with a DC offset
+    (a miscalibrated converter) would otherwise look voiced from end to end. Removing the
+    frame mean drops only what lies below ~1/frame_s (50 Hz), under any voice. A trailing
+    partial frame is dropped.
     """
     frame = max(1, int(round(frame_s * sample_rate)))
     n = len(samples) // frame
     if n == 0:
         return np.zeros(0, dtype=np.float32)
     blocks = np.asarray(samples[: n * frame], dtype=np.float64).reshape(n, frame)
-    power = np.mean(blocks * blocks, axis=1)
+    power = np.var(blocks, axis=1)
     return (10.0 * np.log10(np.maximum(power, 10 ** (_SILENCE_DB / 10)))).astype(np.float32)
 
 

@@ -62,12 +62,18 @@ def write_bytes_atomic(url: str, data: bytes, settings: Settings | None = None) 
     parent = posixpath.dirname(path)
     fs.makedirs(parent, exist_ok=True)
     tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
-    with fs.open(tmp, "wb") as fh:
-        fh.write(data)
     try:
+        with fs.open(tmp, "wb") as fh:
+            fh.write(data)
         fs.mv(tmp, path)
-    except Exception:
-        fs.rm(tmp)
+    except BaseException:
+        # A full disk or a refused write must not leave a partial file behind (a process
+        # killed here can: readers skip ``.tmp-`` names).
+        try:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        except Exception:
+            pass
         raise
 
 

@@ -639,10 +639,15 @@ def run_query(
 ) -> pd.DataFrame:
     """Run ``sql`` on a read-only connection with bound parameters (``$name`` with a mapping,
     ``?`` with a sequence) and return the result. Parameter values never become SQL text, and
-    the connection cannot write. ``model_version`` chooses the model the views report."""
+    the connection can neither write the database nor touch other files (no ``COPY ... TO``,
+    ``read_csv``, ``ATTACH`` or extension installs; the configuration is locked). ``model_version`` chooses the model the views report."""
     con = connect(path, read_only=True, settings=settings)
     try:
         _set_variables(con, model_version, review_threshold)
+        # Read-only covers the database, not the machine: without this, COPY ... TO writes any
+        # file and read_csv() reads one. Locked, so the SQL cannot switch it back on.
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         relation = con.execute(sql, params) if params else con.execute(sql)
         return relation.df()
     finally:

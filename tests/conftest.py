@@ -80,3 +80,25 @@ def s3_bucket(moto_endpoint, monkeypatch) -> str:
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}"
+
+
+@pytest.fixture(scope="session")
+def tiny_champion(tmp_path_factory):
+    """A registry holding a small really-trained champion, shared by the whole session:
+    ``(registry_url, version)``. Training costs seconds, so every test that only needs *a*
+    model labelling audio uses this one."""
+    from ser_pipeline.settings import Settings
+    from support.tiny_model import train_tiny_champion
+
+    root = tmp_path_factory.mktemp("tiny-champion")
+    registry_url = (root / "registry").as_uri()
+    return registry_url, train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings())
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session, started only for tests that ask for it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -12,15 +12,6 @@ from support.tiny_model import as_float_wav_scaled, shared_champion
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """One Prefect test server for the whole session, started only for tests that ask for it."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory):
     return shared_champion(tmp_path_factory)

@@ -1,0 +1,210 @@
+"""Security and privacy through the real pipeline: manifest paths stay inside the archive,
+analysts' SQL can neither write nor reach files, credentials never show up anywhere a person
+or a log could read them, and participants reach the warehouse only as keyed pseudonyms."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixture)
+from support.messy import speech, wav_bytes, write_survey
+
+SECRET_KEY = "s3-secret-key-do-not-log-7d1f"
+PSEUDONYM_KEY = "pseudonym-key-do-not-log-91ac"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, tiny_champion):
+    from ser_pipeline.settings import get_settings
+
+    monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])
+    monkeypatch.setenv("SER_PSEUDONYM_KEY", PSEUDONYM_KEY)
+    get_settings.cache_clear()
+    return tmp_path
+
+
+def _all_text(db: Path) -> str:
+    """Every value of every table of the warehouse, as one string to grep."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'").fetchall()]
+        return "\n".join(f"{t}: {con.execute(f'SELECT * FROM {t}').fetchall()!r}" for t in tables)
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_manifest_paths_cannot_leave_the_archive_root(env):
+    from ser_pipeline.nightly import run_nightly
+
+    tmp_path = env
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.wav"
+    secret.write_bytes(wav_bytes(speech(seed=9)))
+    archive = tmp_path / "archive"
+    write_survey(archive, "OK", {"OK-1": ("fine.wav", wav_bytes(speech(seed=1)))})
+    write_survey(archive, "DOTDOT", {"DOTDOT-1": ("../../outside/secret.wav", None)})
+    write_survey(archive, "ABSOLUTE", {"ABSOLUTE-1": (str(secret), None)})
+    write_survey(archive, "URL", {"URL-1": (secret.as_uri(), None)})
+    link = write_survey(archive, "SYMLINK", {"SYMLINK-1": ("inside.wav", None)}) / "inside.wav"
+    link.symlink_to(secret)
+
+    report = run_nightly(archive.as_uri())
+    assert report.error is None
+    db = tmp_path / "warehouse.duckdb"
+    reasons = dict(duckdb.connect(str(db), read_only=True).execute("SELECT source, reason FROM quarantine").fetchall())
+    by_survey = {source.rsplit("/", 1)[-1]: reason for source, reason in reasons.items()}
+    assert set(by_survey) == {"DOTDOT", "ABSOLUTE", "URL", "SYMLINK"}, reasons
+    assert "leaves the archive root" in by_survey["DOTDOT"]
+    assert "is absolute" in by_survey["ABSOLUTE"]
+    # A URL is caught one step earlier, by the manifest suite: no such file inside the survey.
+    assert "is absolute" in by_survey["URL"] or "missing audio files" in by_survey["URL"]
+    assert "resolves outside the survey folder" in by_survey["SYMLINK"]
+    # Nothing of the outside file was read into the warehouse: only OK's session is there.
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT DISTINCT session_id FROM utterances").fetchall() == [("OK-1",)]
+    assert con.execute("SELECT count(*) FROM sessions WHERE audio_url LIKE '%outside%'").fetchone() == (0,)
+    con.close()
+
+
+RUNNER = CliRunner()
+
+
+def _ser(*args: str):
+    from ser_pipeline.cli import app
+
+    return RUNNER.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("statement", [
+    "COPY (SELECT * FROM participants) TO '{out}'",
+    "SELECT * FROM read_csv('{secret}')",
+    "SELECT * FROM read_text('{secret}')",
+    "ATTACH '{out}.duckdb' AS exfil",
+    "INSTALL httpfs",
+    "SET enable_external_access = true; COPY (SELECT 1) TO '{out}'",
+])
+def test_analysts_sql_can_neither_write_nor_reach_files(loaded: Loaded, tmp_path, statement):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("participant_id\nAnna Schmidt\n")
+    out = tmp_path / "leak.csv"
+    result = _ser("sql", statement.format(out=out, secret=secret), "-w", str(loaded.path))
+    assert result.exit_code == 1, result.output
+    assert not out.exists() and not Path(f"{out}.duckdb").exists()
+    assert "Anna Schmidt" not in result.output
+
+
+HOSTILE = ["x'; DROP TABLE predictions; --", "' OR '1'='1", "1; COPY predictions TO '/tmp/x.csv'", "$(rm -rf /)"]
+
+
+def test_every_named_query_binds_every_parameter(loaded: Loaded):
+    """Every parameter of every named query given injection strings: the query answers
+    (nothing matches, or a clear type error, exit 1), and every table is intact afterwards."""
+    from ser_pipeline import warehouse
+
+    before = _all_text(loaded.path)
+    tried = 0
+    for query in warehouse.named_queries().values():
+        if not query.params:
+            continue
+        for hostile in HOSTILE:
+            params = [arg for name, _default in query.params for arg in ("-p", f"{name}={hostile}")]
+            result = _ser("query", query.name, *params, "-f", "json", "-w", str(loaded.path))
+            tried += 1
+            assert result.exit_code in (0, 1), result.output
+            if result.exit_code == 0:
+                assert not any(hostile in json.dumps(r) for r in json.loads(result.stdout))
+            else:
+                assert "Conversion Error" in result.output or "Could not convert" in result.output, result.output
+    assert tried >= 8
+    assert _all_text(loaded.path) == before
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkeypatch, caplog, capfd):
+    """A run on S3 with a corrupt recording, a broken manifest and a missing model, every log
+    record at DEBUG, the markdown artifact, every warehouse table, the errors and ``ser config``:
+    none holds the S3 secret key or the pseudonym key."""
+    from ser_pipeline import storage
+    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.settings import get_settings
+    from support.s3 import moto_server, reset_moto, use_endpoint
+
+    tmp_path = env
+    caplog.set_level(logging.DEBUG)
+    with moto_server() as endpoint:
+        reset_moto(endpoint)  # moto's state is per process: forget other tests' buckets
+        use_endpoint(monkeypatch, endpoint)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        monkeypatch.setenv("SER_S3_ACCESS_KEY_ID", "testing-key-id")
+        monkeypatch.setenv("SER_S3_SECRET_ACCESS_KEY", SECRET_KEY)
+        get_settings.cache_clear()
+        fs, _ = storage.filesystem("s3://archive")
+        fs.mkdir("archive")
+        local = tmp_path / "local-archive"
+        write_survey(local, "S3OK", {"S3OK-1": ("a.wav", wav_bytes(speech(seed=1))), "S3OK-2": ("b.wav", b"RIFF\x00\x00")})
+        write_survey(local, "S3BAD", {"S3BAD-1": ("gone.wav", None)})
+        fs.put(str(local) + "/", "archive/", recursive=True)
+
+        report = run_nightly("s3://archive")
+        texts = [render_markdown(report), report.error or "", json.dumps(report.summary())]
+        monkeypatch.setenv("SER_REGISTRY_URL", "s3://archive/no-registry")
+        get_settings.cache_clear()
+        failed = run_nightly("s3://archive")  # no champion there: a failed run with an error message
+        assert failed.error
+        texts += [render_markdown(failed), failed.error]
+        try:
+            storage.read_bytes("s3://no-such-bucket/x.wav")
+        except Exception as exc:  # noqa: BLE001 - the message is what is checked
+            texts.append(f"{type(exc).__name__}: {exc}")
+        texts.append(_ser("config", "--json").output)
+        texts.append(repr(get_settings()))
+
+    assert report.status == "failed"  # the S3BAD manifest failed its suite
+    assert {q.stage for q in report.quarantined} == {"manifest", "audio"}
+    texts.append(_all_text(tmp_path / "warehouse.duckdb"))
+    texts += [r.getMessage() for r in caplog.records]
+    captured = capfd.readouterr()
+    texts += [captured.out, captured.err]
+    everything = "\n".join(texts)
+    assert len(caplog.records) > 10 and "S3BAD" in everything  # we did capture the run
+    assert SECRET_KEY not in everything
+    assert PSEUDONYM_KEY not in everything
+
+
+@pytest.mark.slow
+def test_participants_are_stored_only_as_keyed_pseudonyms(env):
+    from ser_pipeline import synth
+    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.warehouse import pseudonymise
+
+    tmp_path = env
+    url = (tmp_path / "archive").as_uri()
+    truth = synth.generate_archive(url, n_surveys=1, sessions_per_survey=2, participants_per_session=3,
+                                   utterances_per_session=3, sidecar="csv", seed=4)
+    assert run_nightly(url).status == "completed"
+    db = tmp_path / "warehouse.duckdb"
+    text = _all_text(db)
+    import pandas as pd
+
+    raw_ids = set(pd.read_csv(tmp_path / "archive" / "SV01" / "participants.csv")["participant_id"])
+    assert set(truth.participant_id) <= raw_ids
+    assert not [pid for pid in raw_ids if pid in text]
+    con = duckdb.connect(str(db), read_only=True)
+    stored = {k for (k,) in con.execute("SELECT participant_key FROM participants").fetchall()}
+    spoken = {k for (k,) in con.execute("SELECT DISTINCT participant_key FROM utterances").fetchall()}
+    con.close()
+    assert stored == {pseudonymise(pid, PSEUDONYM_KEY) for pid in raw_ids} and spoken <= stored
+    # Keyed: without the key, hashing a guessed id does not find it.
+    import hashlib
+
+    assert not stored & {hashlib.sha256(pid.encode()).hexdigest() for pid in raw_ids}
+    assert not stored & {pseudonymise(pid, "another key") for pid in raw_ids}
