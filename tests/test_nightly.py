@@ -196,9 +196,11 @@ def test_decoding_a_recording_once_gives_the_windows_of_decoding_each_utterance(
     # Spans of at most 6 s: several decodes per recording, each sliced into utterances.
     made = featurise_batch(settings.model_copy(update={"decode_span_s": 6.0}), batch)
     assert not made.quarantined and set(made.timings) == {"decode + resample", "features", "feature store"}
-    windows = [w for u in batch.utterances
-               for w in clip_windows(load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s,
-                                                duration_s=u.end_s - u.start_s).samples, spec)]
+    def alone_samples(u):  # each utterance decoded by itself, DC offset removed as featurise does
+        y = load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s).samples
+        return y - np.float32(y.mean(dtype=np.float64))
+
+    windows = [w for u in batch.utterances for w in clip_windows(alone_samples(u), spec)]
     alone = extract_features(windows, spec)
     assert len(made.keys) == len(windows) and list(dict.fromkeys(made.keys.utterance_id)) == [u.utterance_id for u in batch.utterances]
     for family in ("mfcc", "mel"):
