@@ -140,17 +140,18 @@ import os, signal, sys
 from ser_pipeline import feature_store, nightly, storage, warehouse
 
 point, archive, db = sys.argv[1], sys.argv[2], sys.argv[3]
-batches = {"featurise": 0, "load": 0}
+batches = {"load": 0}
 
 def die():
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "mid-parquet-write":
-    # the second batch's Parquet file is half written when the process dies
+    # the second batch's Parquet file is half written when the process dies (batches are
+    # labelled lazily, so the second one's features are written after the first one's load)
     real = feature_store.write_bytes_atomic
     def half_then_die(url, data, settings=None):
-        if batches["featurise"] < 2:
+        if batches["load"] < 1:
             return real(url, data, settings)
         fs, path = storage.filesystem(url, settings)
         tmp = path.rsplit("/", 1)[0] + "/.tmp-killed-" + path.rsplit("/", 1)[1]
