@@ -30,6 +30,14 @@ def _stage(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
+def _progress(bar):
+    """Adapt a tqdm bar to the ``progress(done, total)`` callbacks of ``synth``."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+    return update
+
+
 def _table(frame, limit: int = 12) -> str:
     return frame.head(limit).to_string(index=False) if len(frame) else "(no rows)"
 
@@ -59,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     _stage(f"Generating a focus-group archive and a training corpus under {root}")
     with tqdm(desc="training corpus", unit="clip") as bar:
         synth.generate_corpus((root / "corpus").as_uri(), n_speakers=8, utterances_per_emotion=5, seed=1,
-                              progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
+                              progress=_progress(bar))
     with tqdm(desc="archive sessions", unit="session") as bar:
         turns = synth.generate_archive(settings.archive_url, n_surveys=2, sessions_per_survey=4,
                                        participants_per_session=4, utterances_per_session=14, seed=7,
                                        sidecar="mixed",
-                                       progress=lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n)))
+                                       progress=_progress(bar))
     speech_min = (turns["end_s"] - turns["start_s"]).sum() / 60
     print(f"{turns['survey_id'].nunique()} surveys, {turns['session_id'].nunique()} sessions, "
           f"{len(turns)} turns ({speech_min:.1f} min of speech)")

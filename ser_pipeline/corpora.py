@@ -314,7 +314,8 @@ def synth_file_name(speaker: str, gender: str, emotion: str, number: int, ext: s
     return f"SYN_{speaker}_{gender}_{emotion}_{number:02d}.{ext}"
 
 
-def _parse_synth(url: str) -> CorpusItem:
+def parse_synth(url: str) -> CorpusItem:
+    """The item a generated clip's file name describes (``synth.generate_corpus`` writes them)."""
     stem = _stem(url)
     m = _SYNTH_RE.match(stem)
     if not m:
@@ -394,7 +395,7 @@ def read_tess(url: str, skipped: list[SkippedFile] | None = None) -> list[Corpus
 
 def read_synth(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
     """Clips written by :func:`ser_pipeline.synth.generate_corpus`."""
-    return _read(url, "synth", _parse_synth, skipped)
+    return _read(url, "synth", parse_synth, skipped)
 
 
 READERS: dict[str, Callable[..., list[CorpusItem]]] = {
@@ -409,7 +410,7 @@ _NAME_PARSERS: dict[str, Callable[[str], CorpusItem]] = {
     "crema_d": _crema_parser({}),
     "savee": _parse_savee,
     "tess": _parse_tess,
-    "synth": _parse_synth,
+    "synth": parse_synth,
 }
 _ALIASES = {"crema-d": "crema_d", "cremad": "crema_d", "crema": "crema_d", "syn": "synth"}
 

@@ -35,7 +35,7 @@ import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, sosfilt
 
-from .corpora import CorpusItem, items_frame, synth_file_name
+from .corpora import CorpusItem, items_frame, parse_synth, synth_file_name
 from .labels import EMOTIONS, NEGATIVE_EMOTIONS
 from .storage import join, write_bytes_atomic
 
@@ -315,18 +315,7 @@ def generate_corpus(
                 write_bytes_atomic(path, _encode(samples, sample_rate, "wav"))
                 if progress is not None:
                     progress(len(items) + 1, n_speakers * len(emotions) * utterances_per_emotion)
-                items.append(
-                    CorpusItem(
-                        path=path,
-                        corpus="synth",
-                        speaker=f"synth:{speaker}",
-                        gender=gender,
-                        emotion=emotion,
-                        intensity=None,
-                        sentence=None,
-                        utterance_id=f"synth:{name.rsplit('.', 1)[0]}",
-                    )
-                )
+                items.append(parse_synth(path))
     return items_frame(items)
 
 

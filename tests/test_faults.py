@@ -15,7 +15,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from support.s3 import moto_server, reset_moto, use_endpoint
+from support.s3 import reset_moto, use_endpoint
 
 pytestmark = pytest.mark.slow
 
@@ -58,15 +58,10 @@ def _assert_each_turn_once(db: Path, truth) -> None:
 
 @pytest.fixture(scope="module")
 def s3_behind_proxy():
-    from support.faultproxy import FaultProxy
+    from support.faultproxy import moto_behind_proxy
 
-    with moto_server() as endpoint:
-        proxy = FaultProxy(upstream=endpoint)
-        proxy_url = proxy.start()
-        try:
-            yield endpoint, proxy, proxy_url
-        finally:
-            proxy.stop()
+    with moto_behind_proxy() as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import pytest
 
 from ser_pipeline import storage
 from ser_pipeline.settings import get_settings
-from tests.support.faultproxy import FaultProxy
-from tests.support.s3 import moto_server, reset_moto, use_endpoint
+from tests.support.s3 import reset_moto, use_endpoint
 
 
 def test_local_round_trip_and_listing(tmp_path):
@@ -27,13 +26,10 @@ def test_content_hash_is_sha256():
 
 @pytest.fixture(scope="module")
 def s3_behind_proxy():
-    with moto_server() as endpoint:
-        proxy = FaultProxy(upstream=endpoint)
-        proxy_url = proxy.start()
-        try:
-            yield endpoint, proxy, proxy_url
-        finally:
-            proxy.stop()
+    from tests.support.faultproxy import moto_behind_proxy
+
+    with moto_behind_proxy() as servers:
+        yield servers
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ matches, answers with a fault instead of (or on top of) the upstream's answer:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
@@ -132,3 +133,17 @@ class FaultProxy:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@contextlib.contextmanager
+def moto_behind_proxy():
+    """A moto S3 server with a FaultProxy in front: yields (moto endpoint, proxy, proxy URL)."""
+    from tests.support.s3 import moto_server
+
+    with moto_server() as endpoint:
+        proxy = FaultProxy(upstream=endpoint)
+        proxy_url = proxy.start()
+        try:
+            yield endpoint, proxy, proxy_url
+        finally:
+            proxy.stop()
