@@ -27,6 +27,7 @@ def test_usage_errors_exit_2():
     assert ser("train", "--corpus", "no-equals-sign").returncode == 2
     assert ser("train", "--corpus", "ravdess=/x", "--split", "sideways").returncode == 2
     assert ser("predict").returncode == 2
+    assert ser("train", "--corpus", "ravdess=/x", "--kfold", "4", "--split", "random").returncode == 2
 
 
 def test_models_list_and_promote(tmp_path):
@@ -74,6 +75,14 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     assert result["promoted"] and 0.0 <= result["uar"] <= 1.0
     assert (tmp_path / "report" / "confusion_matrix.png").exists()
     assert "epoch   1/5" in trained.stderr
+
+    crossval = ser("train", "--corpus", f"ravdess={subset}", "--architecture", "pooled", "--normalization", "speaker",
+                   "--epochs", "3", "--kfold", "2", "--json", "--out", str(tmp_path / "cv"), env=env)
+    assert crossval.returncode == 0, crossval.stderr[-3000:]
+    cv = json.loads(crossval.stdout)
+    held = [s for fold in cv["folds"] for s in fold["test_speakers"]]
+    assert sorted(held) == [f"ravdess:0{a}" for a in range(1, 5)] and cv["n"] == 240
+    assert "fold 2/2: held out" in crossval.stderr and (tmp_path / "cv" / "report.md").exists()
 
     evaluated = ser("evaluate", "--corpus", f"ravdess={subset}", "--context", "--json", env=env)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

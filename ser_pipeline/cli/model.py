@@ -24,20 +24,13 @@ def _parse_corpora(values: list[str]) -> dict[str, str]:
     return corpora
 
 
-def _evaluate_rows(trained: Any, data: Any, rows: Any, spec_hash: str) -> tuple[dict, Any, Any, Any]:
+def _evaluate_rows(trained: Any, data: Any, rows: Any, spec: Any) -> tuple[dict, Any, Any, Any]:
     """Utterance-level metrics on the windows at ``rows``: (metrics, y, proba, utterances)."""
-    import numpy as np
-
+    from ..crossval import evaluation_groups, predict_held_out
     from ..evaluation import evaluate
-    from ..inference import predict_proba
 
-    windows = data.windows.iloc[rows].reset_index(drop=True)
-    feats = {k: v[rows] for k, v in data.features.items()}
-    proba = predict_proba(trained, feats, list(windows.speaker), spec_hash, utterance_ids=list(windows.utterance_id))
-    utterances = windows.drop_duplicates("utterance_id").reset_index(drop=True)
-    y = np.asarray(trained.labels.indices(utterances.emotion))
-    groups = {"corpus": utterances.corpus.astype(str), "gender": utterances.gender.fillna("unknown").astype(str)}
-    return evaluate(y, proba, trained.labels.labels, groups), y, proba, utterances
+    held = predict_held_out(trained, data, rows, spec)
+    return evaluate(held.y, held.proba, trained.labels.labels, evaluation_groups(held.utterances)), held.y, held.proba, held.utterances
 
 
 def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any, seed: int = 0) -> dict[str, Any]:
@@ -94,6 +87,34 @@ def _augmented_features(data: Any, train_rows: Any, copies: int, spec: Any, seed
     return extract_features(windows, spec), emotions, speakers
 
 
+def _cross_validate(data: Any, labels: Any, spec: Any, config: Any, k: int, seed: int, out: Path | None, as_json: bool,
+                    augment: Any) -> None:
+    """``ser train --kfold K``: pooled held-out metrics and one line per fold."""
+    from ..crossval import cross_validate
+    from ..evaluation import write_report
+
+    cv = cross_validate(data, labels, spec, config, k=k, seed=seed, augment=augment,
+                        progress=lambda line: typer.echo(line, err=True))
+    metrics = cv.metrics
+    folds = [{"fold": f.index + 1, "test_speakers": list(f.test_speakers), "val_speakers": list(f.val_speakers),
+              "uar": f.uar, "accuracy": f.accuracy, "epochs run": f.epochs} for f in cv.folds]
+    details = {"architecture": config.architecture, "input": config.input_kind, "normalization": config.normalization,
+               "split": f"{k}-fold over speakers, held-out predictions pooled",
+               "fold UARs": ", ".join(f"{f['uar']:.1%} ({'+'.join(f['test_speakers'])})" for f in folds)}
+    if out is not None:
+        write_report(out, {**metrics, "folds": folds}, cv.held_out.y, cv.held_out.proba, title=f"{k}-fold cross-validation", details=details)
+    if as_json:
+        print_json({**details, "folds": folds, "n": metrics["n"], "uar": metrics["uar"], "accuracy": metrics["accuracy"],
+                    "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],
+                    "largest_gap": {g: v["largest_gap"] for g, v in metrics["groups"].items()},
+                    "skipped_inputs": [list(s) for s in data.skipped]})
+        return
+    for f in folds:
+        typer.echo(f"fold {f['fold']}: UAR {f['uar']:.1%}, accuracy {f['accuracy']:.1%} on {', '.join(f['test_speakers'])}")
+    typer.echo(f"{k}-fold over {metrics['n']} utterances: UAR {metrics['uar']:.1%}, accuracy {metrics['accuracy']:.1%}, "
+               f"macro F1 {metrics['macro']['f1']:.1%}")
+
+
 def register(app: typer.Typer) -> None:
     models_app = typer.Typer(help="List and promote models in the registry.", no_args_is_help=True)
     app.add_typer(models_app, name="models")
@@ -109,6 +130,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(32, "--batch-size", min=1),
         augment: int = typer.Option(0, "--augment", min=0, help="Augmented copies per training utterance (noise, pitch, stretch)."),
         seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and shuffling."),
+        kfold: int = typer.Option(0, "--kfold", min=0, help="Cross-validate instead: K models, each speaker held out once, "
+                                  "predictions pooled into one evaluation (for choosing models; nothing is stored)."),
         test_speakers: str = typer.Option(None, "--test-speakers", help="Pin the test speakers (comma-separated ids, or 'champion' for the champion's) so figures are comparable."),
         label_merge: str = typer.Option(None, "--label-merge", help="Merge labels before training, e.g. calm=neutral."),
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
@@ -117,6 +140,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Train on labelled corpora, evaluate on held-out speakers, store in the registry."""
+        if kfold and (split != "speaker" or test_speakers):
+            fail("--kfold makes its own speaker folds: drop --split random and --test-speakers", EXIT_USAGE)
         for name, value, allowed in (("--features", features, ("mfcc", "stacked", None)), ("--architecture", architecture, ("seed", "pooled")),
                                      ("--normalization", normalization, ("global", "speaker")), ("--split", split, ("speaker", "random"))):
             if value not in allowed:
@@ -144,6 +169,12 @@ def register(app: typer.Typer) -> None:
             if data.windows.empty:
                 fail("no usable labelled audio in the given corpora")
             utterances = data.utterances
+            config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization,
+                                 epochs=epochs, batch_size=batch_size, seed=seed)
+            if kfold:
+                _cross_validate(data, labels, spec, config, kfold, seed, out, as_json,
+                                (lambda rows: _augmented_features(data, rows, augment, spec, seed)) if augment else None)
+                return
             if split == "random":
                 split_u = random_split(utterances, seed=seed)
             else:
@@ -156,12 +187,10 @@ def register(app: typer.Typer) -> None:
                     pinned = [s.strip() for s in test_speakers.split(",") if s.strip()]
                 split_u = speaker_split(utterances, seed=seed, test_speakers=pinned)
             split_w = expand_split(split_u, utterances, data.windows)
-            config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization,
-                                 epochs=epochs, batch_size=batch_size, seed=seed)
             extra = _augmented_features(data, split_w.train, augment, spec, seed) if augment else None
             trained = train(data.features, data.windows.emotion, data.windows.speaker, split_w, labels, spec.hash, config,
                             utterance_ids=list(data.windows.utterance_id), augmented=extra, feature_spec=spec.to_dict())
-            metrics, y, proba, _ = _evaluate_rows(trained, data, split_w.test, spec.hash)
+            metrics, y, proba, _ = _evaluate_rows(trained, data, split_w.test, spec)
             version = save_model(trained, metrics, registry_url=settings.registry_url, settings=settings)
             promoted, reason = promote_if_better(version, settings.registry_url, settings) if promote else (False, "--no-promote")
         except (SerError, ValueError) as exc:
@@ -219,7 +248,7 @@ def register(app: typer.Typer) -> None:
             rows = np.flatnonzero(chosen.to_numpy())
             if not len(rows):
                 fail(f"none of the model's test speakers {trained.split_speakers.get('test')} are in the given corpora; use --speakers all")
-            metrics, y, proba, utterances = _evaluate_rows(trained, data, rows, spec.hash)
+            metrics, y, proba, utterances = _evaluate_rows(trained, data, rows, spec)
             ctx = _context_effect(trained, data, y, proba, utterances) if context else None
         except (SerError, ValueError) as exc:
             fail(str(exc))

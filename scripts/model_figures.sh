@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The model comparison in docs/MODEL.md, every row through `ser train` on ../shared/data RAVDESS.
+#   scripts/model_figures.sh [OUTDIR] [ROW...]      rows: see the case below; default: all
+# Each row writes OUTDIR/ROW.json (`ser train --json`) and OUTDIR/ROW/ (metrics.json,
+# report.md, PNGs). A scratch feature store, registry and warehouse under OUTDIR keep the
+# project's own stores untouched; features are extracted once and reused by later rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-/tmp/ser-model-figures}; shift || true
+DATA=${SER_SHARED_DATA:-../shared/data}/ravdess-dev
+[ -d "$DATA" ] || { echo "no RAVDESS at $DATA (set SER_SHARED_DATA)" >&2; exit 2; }
+mkdir -p "$OUT"
+export SER_FEATURE_STORE_URL="file://$(realpath "$OUT")/features" SER_REGISTRY_URL="file://$(realpath "$OUT")/registry"
+export SER_WAREHOUSE_PATH="$OUT/warehouse.duckdb" PYTHONPATH=$PWD
+SER=${SER:-.venv/bin/ser}
+
+row() {  # row NAME ARGS...
+  local name=$1; shift
+  echo "== $name: ser train $*" >&2
+  /usr/bin/time -f "$name: %e s wall" "$SER" train --corpus ravdess="$DATA" --no-promote --json --out "$OUT/$name" "$@" >"$OUT/$name.json"
+}
+
+ROWS=${*:-seed-stacked-speaker seed-stacked-random seed-mfcc-speaker seed-mfcc-random pooled-mfcc-speaker pooled-mfcc-random pooled-stacked-speaker pooled-stacked-random pooled-stacked-kfold pooled-mfcc-kfold}
+for r in $ROWS; do
+  case $r in
+    # The seed CNN (reference), global normalisation as the seed. Epoch caps keep the CPU
+    # runs bounded (the stacked CNN takes ~2 min per epoch on 2 cores); early stopping
+    # (patience 10) ends the speaker-split runs sooner.
+    seed-stacked-speaker) row "$r" --architecture seed --features stacked --split speaker --epochs 15 ;;
+    seed-stacked-random)  row "$r" --architecture seed --features stacked --split random --epochs 12 ;;
+    seed-mfcc-speaker)    row "$r" --architecture seed --features mfcc --split speaker --epochs 100 ;;
+    seed-mfcc-random)     row "$r" --architecture seed --features mfcc --split random --epochs 12 ;;
+    # The recommended model: time statistics + dense head, per-speaker normalisation.
+    pooled-mfcc-speaker)    row "$r" --architecture pooled --normalization speaker --features mfcc --split speaker ;;
+    pooled-mfcc-random)     row "$r" --architecture pooled --normalization speaker --features mfcc --split random ;;
+    pooled-stacked-speaker) row "$r" --architecture pooled --normalization speaker --features stacked --split speaker ;;
+    pooled-stacked-random)  row "$r" --architecture pooled --normalization speaker --features stacked --split random ;;
+    pooled-stacked-kfold)   row "$r" --architecture pooled --normalization speaker --features stacked --kfold 4 ;;
+    pooled-mfcc-kfold)      row "$r" --architecture pooled --normalization speaker --features mfcc --kfold 4 ;;
+    *) echo "unknown row $r" >&2; exit 2 ;;
+  esac
+done

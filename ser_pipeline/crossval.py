@@ -1,0 +1,112 @@
+"""K-fold cross-validation over speaker groups: the figure to choose models by.
+
+A single two-speaker test split swings by several UAR points with the speakers drawn, so
+model choices are made on K folds where every speaker is held out exactly once and the
+held-out predictions of all folds are pooled into one evaluation. Within each fold the
+remaining speakers are split again into training and validation speakers (validation drives
+early stopping), so no fold ever sees its held-out voices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .dataset import LabelledSet, expand_split
+from .labels import LabelSet
+from .splits import speaker_kfold, speaker_split
+from .training import TrainConfig, TrainedModel, train
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Utterance-level predictions of one model on some rows of a labelled set."""
+
+    utterances: pd.DataFrame  # one row per utterance: utterance_id, speaker, gender, emotion, corpus, ...
+    y: np.ndarray  # (n,) true class indices in the model's label order
+    proba: np.ndarray  # (n, K)
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train_speakers: tuple[str, ...]
+    val_speakers: tuple[str, ...]
+    test_speakers: tuple[str, ...]
+    uar: float
+    accuracy: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    folds: tuple[Fold, ...]
+    held_out: HeldOut  # every utterance once, predicted by the fold that held its speaker out
+    metrics: dict[str, Any]  # ``evaluation.evaluate`` over the pooled held-out predictions
+
+
+def predict_held_out(trained: TrainedModel, data: LabelledSet, rows: np.ndarray, spec: Any) -> HeldOut:
+    """Predict the windows at ``rows`` and average them per utterance."""
+    from .inference import predict_proba
+
+    windows = data.windows.iloc[rows].reset_index(drop=True)
+    feats = {k: v[rows] for k, v in data.features.items()}
+    proba = predict_proba(trained, feats, list(windows.speaker), spec, utterance_ids=list(windows.utterance_id))
+    utterances = windows.drop_duplicates("utterance_id").reset_index(drop=True)
+    return HeldOut(utterances, np.asarray(trained.labels.indices(utterances.emotion)), proba)
+
+
+def evaluation_groups(utterances: pd.DataFrame) -> dict[str, pd.Series]:
+    """The groups every evaluation is broken down by (bias report): corpus and speaker gender."""
+    return {"corpus": utterances.corpus.astype(str), "gender": utterances.gender.fillna("unknown").astype(str)}
+
+
+def cross_validate(
+    data: LabelledSet,
+    labels: LabelSet,
+    spec: Any,
+    config: TrainConfig,
+    k: int = 4,
+    seed: int = 0,
+    fractions: Sequence[float] = (0.7, 0.2, 0.1),
+    augment: Callable[[np.ndarray], tuple[dict, list, list]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CrossValidation:
+    """Train ``k`` models, each with one group of speakers held out, and pool their predictions.
+
+    ``spec``: the FeatureSpec the features were made with. ``fractions``: the train/validation
+    ratio of the non-held-out speakers (the test share is ignored: the fold decides the test
+    speakers). ``augment(train_window_rows)`` optionally returns augmented copies of those
+    training windows, as ``train`` takes them. ``progress`` gets a line per fold (and the
+    training's per-epoch lines).
+    """
+    from .evaluation import evaluate
+
+    utterances = data.utterances
+    folds: list[Fold] = []
+    parts: list[HeldOut] = []
+    for index, (_, held_rows) in enumerate(speaker_kfold(utterances, k=k, seed=seed)):
+        held_speakers = sorted(set(utterances.speaker.iloc[held_rows].astype(str)))
+        split_u = speaker_split(utterances, fractions, seed=seed, test_speakers=held_speakers)
+        split_w = expand_split(split_u, utterances, data.windows)
+        if progress is not None:
+            progress(f"fold {index + 1}/{k}: held out {', '.join(held_speakers)}; validation {', '.join(split_w.val_speakers)}")
+        trained = train(data.features, data.windows.emotion, data.windows.speaker, split_w, labels, spec.hash, config,
+                        utterance_ids=list(data.windows.utterance_id),
+                        augmented=augment(split_w.train) if augment is not None else None,
+                        progress=progress, feature_spec=spec.to_dict())
+        held = predict_held_out(trained, data, split_w.test, spec)
+        predicted = held.proba.argmax(axis=1)
+        fold_metrics = evaluate(held.y, held.proba, labels.labels)
+        folds.append(Fold(index, split_w.train_speakers, split_w.val_speakers, split_w.test_speakers,
+                          uar=float(fold_metrics["uar"]), accuracy=float((predicted == held.y).mean()),
+                          epochs=len(trained.history.get("loss", []))))
+        parts.append(held)
+    pooled = HeldOut(pd.concat([p.utterances for p in parts], ignore_index=True),
+                     np.concatenate([p.y for p in parts]), np.concatenate([p.proba for p in parts]))
+    metrics = evaluate(pooled.y, pooled.proba, labels.labels, evaluation_groups(pooled.utterances))
+    return CrossValidation(tuple(folds), pooled, metrics)
