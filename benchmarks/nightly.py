@@ -63,9 +63,9 @@ def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None
         per_survey += 1
 
 
-def make_champion(root: Path, architecture: str, epochs: int, seed: int) -> str:
+def make_champion(root: Path, architecture: str, input_kind: str, normalization: str, epochs: int, seed: int) -> str:
     """A registry (cached) whose champion is ``architecture`` trained on a small generated corpus."""
-    registry = root / f"registry-{architecture}-{epochs}-{seed}"
+    registry = root / f"registry-{architecture}-{input_kind}-{normalization}-{epochs}-{seed}"
     if (registry / ".complete").exists():
         return registry.as_uri()
     shutil.rmtree(registry, ignore_errors=True)
@@ -84,7 +84,7 @@ def make_champion(root: Path, architecture: str, epochs: int, seed: int) -> str:
     spec = FeatureSpec()
     windows = [clip_windows(load_audio(p, spec.sample_rate).samples, spec)[0] for p in items["path"]]
     feats = extract_features(windows, spec)
-    config = TrainConfig(architecture=architecture, epochs=epochs, batch_size=32, seed=seed, early_stopping_patience=epochs)
+    config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization, epochs=epochs, batch_size=32, seed=seed, early_stopping_patience=epochs)
     trained = train(feats, items["emotion"], items["speaker"], speaker_split(items, seed=seed), LabelSet.from_merge({}),
                     spec.hash, config, utterance_ids=items["utterance_id"], progress=None, feature_spec=spec.to_dict())
     version = reg.save_model(trained, {"uar": 0.0, "accuracy": 0.0}, registry.as_uri())
@@ -121,11 +121,14 @@ def run_ours(archive_url: str, registry_url: str, work: Path) -> tuple[float, di
     start, cpu = time.perf_counter(), time.process_time()
     report = run_nightly(settings=settings, step=timed_steps(seconds))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if report.failed:
         from ser_pipeline.nightly import render_markdown
 
         raise SystemExit(f"the nightly run failed:\n{render_markdown(report)}")
-    return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu}
+    return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu, "peak_rss_mb": peak_mb}
 
 
 def warm_up() -> float:
@@ -184,7 +187,11 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=1.0, help="at least this much audio in the archive")
     parser.add_argument("--sample-rate", type=int, default=44_100, help="recordings' rate (the pipeline resamples to 22 050)")
     parser.add_argument("--sidecar", default="mixed", help="csv, rttm, mixed or none (none: every session segmented by VAD)")
-    parser.add_argument("--architecture", default="seed", help="the champion's architecture: seed (the CNN) or pooled")
+    # The default champion is the one the weekly retraining produces (prefect.yaml); --architecture
+    # seed --input mfcc --normalization global is the seed's CNN.
+    parser.add_argument("--architecture", default="pooled", help="the champion's architecture: pooled or seed (the CNN)")
+    parser.add_argument("--input", default="stacked", help="the champion's input: stacked or mfcc")
+    parser.add_argument("--normalization", default="speaker", help="the champion's normalisation: speaker or global")
     parser.add_argument("--reference-sessions", type=int, default=2, help="sessions the naive reference runs on")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ser-bench-nightly")
     parser.add_argument("--seed", type=int, default=7)
@@ -195,7 +202,7 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     sidecar = None if args.sidecar == "none" else args.sidecar
     archive_url, audio_s = make_archive(args.workdir, args.hours, args.sample_rate, sidecar, args.seed)
-    registry_url = make_champion(args.workdir, args.architecture, epochs=args.epochs, seed=args.seed)
+    registry_url = make_champion(args.workdir, args.architecture, args.input, args.normalization, epochs=args.epochs, seed=args.seed)
 
     startup_s = warm_up()
     load_before = _load_average()
@@ -212,8 +219,9 @@ def main() -> int:
         "audio_s": round(audio_s, 1), "wall_s": round(wall, 2), "x_real_time": round(ours_x, 1),
         "steps_s": {k: round(v, 3) for k, v in steps.items()},
         "stage_s": {k: round(v, 3) for k, v in summary["stage_seconds"].items()},
-        "cpu_s": round(summary["cpu_s"], 2), "startup_imports_s": round(startup_s, 2),
-        "utterances": summary["predictions_loaded"], "architecture": args.architecture,
+        "cpu_s": round(summary["cpu_s"], 2), "peak_rss_mb": round(summary["peak_rss_mb"]), "startup_imports_s": round(startup_s, 2),
+        "utterances": summary["predictions_loaded"],
+        "champion": {"architecture": args.architecture, "input": args.input, "normalization": args.normalization},
         "reference": {"audio_s": round(ref_audio_s, 1), "wall_s": round(ref_wall, 2), "naive_end_to_end_s": round(naive_wall, 1),
                       "x_real_time": round(ref_x, 1),
                       "steps_s": {k: round(v, 3) for k, v in ref_steps.items()}},
@@ -223,7 +231,7 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"archive: {audio_s / 3600:.2f} h of {args.sample_rate} Hz audio, {summary['sessions']} sessions, "
-          f"{summary['predictions_loaded']} utterances; champion: {args.architecture}; "
+          f"{summary['predictions_loaded']} utterances; champion: {args.architecture}/{args.input}/{args.normalization}; "
           f"{os.cpu_count()} cores, load average {load_before} -> {_load_average()}")
     print(f"\n{'nightly step':<28}{'seconds':>9}{'x real time':>13}")
     for name, s in sorted(steps.items(), key=lambda kv: -kv[1]):
@@ -232,6 +240,7 @@ def main() -> int:
         print(f"  {'stage: ' + name:<26}{s:>9.2f}{audio_s / s if s else float('inf'):>13.0f}")
     print(f"{'end to end':<28}{wall:>9.2f}{ours_x:>13.0f}")
     print(f"{'  (process CPU time)':<28}{summary['cpu_s']:>9.2f}{audio_s / summary['cpu_s']:>13.0f}   per CPU second")
+    print(f"  peak memory (RSS) of the process after the run: {summary['peak_rss_mb']:.0f} MB")
     print(f"  start-up imports, once per worker, not in the rate: {startup_s:.1f} s")
     print(f"\nreference on {args.reference_sessions} sessions ({ref_audio_s:.0f} s of audio):")
     for name, s in ref_steps.items():

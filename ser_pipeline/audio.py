@@ -158,9 +158,17 @@ def _libsndfile_reason(exc: Exception) -> str:
     return getattr(exc, "error_string", None) or str(exc)
 
 
+def _native_path(fh: IO[bytes]) -> str | None:
+    """The OS path behind a local fsspec file: libsndfile then reads it natively, instead of
+    through Python read callbacks (a third of a local WAV's decode time)."""
+    from fsspec.implementations.local import LocalFileOpener
+
+    return str(fh.path) if isinstance(fh, LocalFileOpener) else None
+
+
 def _sound_file(fh: IO[bytes], name: str) -> sf.SoundFile:
     try:
-        return sf.SoundFile(fh)
+        return sf.SoundFile(_native_path(fh) or fh)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         fh.seek(0)
         head = fh.read(16)
@@ -191,9 +199,21 @@ def probe_audio(source: str | Path | bytes, settings: Settings | None = None) ->
             return _info_of(snd, name)
 
 
+def _downmix(block: np.ndarray) -> np.ndarray:
+    """Mean over channels of ``(frames, channels)`` as contiguous float32.
+
+    ``block.mean(axis=1)`` reduces along the short, strided channel axis and is ~30x slower
+    than reducing the transposed view channel by channel (half the decode time of a mono file).
+    """
+    if block.ndim == 1:
+        return np.ascontiguousarray(block, dtype=np.float32)
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0], dtype=np.float32)
+    return np.ascontiguousarray(block.T.mean(axis=0), dtype=np.float32)
+
+
 def _to_mono_resampled(block: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:
-    mono = block.mean(axis=1) if block.ndim == 2 else block
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    mono = _downmix(block)
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     return mono
@@ -283,7 +303,7 @@ def iter_audio_blocks(
                 if last:
                     _check_frames_decoded(info, info.frames, decoded)
                 block, _ = _repair_nonfinite(block, name, whole=False)
-                mono = np.ascontiguousarray(block.mean(axis=1), dtype=np.float32)
+                mono = _downmix(block)
                 if stream is not None:
                     mono = stream.resample_chunk(mono, last=last)
                 if mono.size:

@@ -17,10 +17,11 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    ``batch_size`` utterances, so memory never grows with a recording's length. Unreadable
    recordings are quarantined.
 4. per batch, :func:`label_batch` (the unit a task runner spreads over workers):
-   :func:`featurise_batch` (decode each recording once per stretch and slice the utterances,
-   windows, features, appended to the Parquet store), :func:`validate_batch_features` (GX
-   ``features``), :func:`predict_batch` (the model on every window, window probabilities
-   averaged per utterance), :func:`apply_context` (forward filter along each session),
+   :func:`extract_batch` (decode each recording once per stretch and slice the utterances,
+   windows, features), then side by side :func:`store_batch_features` (appended to the
+   Parquet store), :func:`validate_batch_features` (GX ``features``) and
+   :func:`predict_batch` (the model on every window, window probabilities averaged per
+   utterance; discarded when the features suite fails), :func:`apply_context` (forward filter along each session),
    :func:`validate_batch_predictions` (GX ``predictions``); then, back in the run, one batch
    at a time, :func:`load_batch` (utterances and predictions, idempotent). A failed suite
    stops that batch's load, is recorded in the warehouse and the report, and the run ends
@@ -563,60 +564,96 @@ def _decode_group(group: Sequence[PlannedUtterance], settings: Settings, sample_
     return out
 
 
-def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
-    """Decode the batch's audio, cut windows, extract every feature family and append them to
-    the feature store (source = survey). Utterances that fail to decode are quarantined and
-    left out.
-
-    Each recording is decoded (and resampled) once per stretch of at most
-    ``settings.decode_span_s`` covering its utterances, then sliced; features are extracted
-    in batches on ``settings.effective_workers()`` threads (the FFTs, sorts and matrix
-    products release the GIL). ``BatchFeatures.timings`` splits the time into decode and
-    features and store.
-    """
-    from .feature_store import write_features
-    from .features import FeatureSpec, clip_windows, extract_features_parallel
+def _extract_group(group: Sequence[PlannedUtterance], settings: Settings, spec: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarray] | None, list[Quarantined], float, float]:
+    """One decode group: its key rows, features, quarantined utterances, decode and feature seconds."""
+    from .features import clip_windows, extract_features
 
     clock = _Clock()
-    spec = FeatureSpec.from_settings(settings)
     rows: list[dict[str, Any]] = []
     windows: list[np.ndarray] = []
     quarantined: list[Quarantined] = []
-    for group in _decode_groups(batch.utterances, settings.decode_span_s):
-        for u, samples in _decode_group(group, settings, spec.sample_rate):
-            try:
-                if isinstance(samples, Exception):
-                    raise samples
-                # A DC offset (a miscalibrated converter) carries no speech but leaks into every
-                # low band; training corpora have none, so it is removed before windowing.
-                clips = clip_windows(samples - np.float32(samples.mean(dtype=np.float64)), spec)
-            except (AudioDecodeError, ValueError) as exc:
-                reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
-                quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))
-                continue
-            for w, clip in enumerate(clips):
-                rows.append({
-                    "source": u.survey_id, "group": u.session_id,
-                    "speaker": f"{u.survey_id}:{u.participant_id}" if u.participant_id else "unknown",
-                    "utterance_id": u.utterance_id, "window": w, "content_hash": u.utterance_id,
-                    "session_id": u.session_id, "start_s": u.start_s, "end_s": u.end_s,
-                })
-                windows.append(clip)
+    for u, samples in _decode_group(group, settings, spec.sample_rate):
+        try:
+            if isinstance(samples, Exception):
+                raise samples
+            # A DC offset (a miscalibrated converter) carries no speech but leaks into every
+            # low band; training corpora have none, so it is removed before windowing.
+            clips = clip_windows(samples - np.float32(samples.mean(dtype=np.float64)), spec)
+        except (AudioDecodeError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
+            quarantined.append(Quarantined("audio", f"{u.source_uri}#t={u.start_s:g},{u.end_s:g}", reason, u.utterance_id))
+            continue
+        for w, clip in enumerate(clips):
+            rows.append({
+                "source": u.survey_id, "group": u.session_id,
+                "speaker": f"{u.survey_id}:{u.participant_id}" if u.participant_id else "unknown",
+                "utterance_id": u.utterance_id, "window": w, "content_hash": u.utterance_id,
+                "session_id": u.session_id, "start_s": u.start_s, "end_s": u.end_s,
+            })
+            windows.append(clip)
     decoded_s = clock.elapsed
+    feats = extract_features(windows, spec) if windows else None
+    return rows, feats, quarantined, decoded_s, clock.elapsed - decoded_s
+
+
+def extract_batch(settings: Settings, batch: Batch) -> BatchFeatures:
+    """Decode the batch's audio, cut windows and extract every feature family (nothing is
+    stored yet: see :func:`store_batch_features`). Utterances that fail to decode are
+    quarantined and left out.
+
+    Each recording is decoded (and resampled) once per stretch of at most
+    ``settings.decode_span_s`` covering its utterances, sliced, and that stretch's windows
+    featurised straight away, so only the features of a batch are held, never its samples.
+    Stretches run on ``settings.effective_workers()`` threads (libsndfile, soxr, the FFTs,
+    sorts and matrix products release the GIL). ``BatchFeatures.timings`` holds the decode
+    and feature seconds summed over the threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .features import FeatureSpec, one_blas_thread
+
+    clock = _Clock()
+    spec = FeatureSpec.from_settings(settings)
+    groups = _decode_groups(batch.utterances, settings.decode_span_s)
+    rows: list[dict[str, Any]] = []
+    parts: list[dict[str, np.ndarray]] = []
+    quarantined: list[Quarantined] = []
+    timings = {"decode + resample": 0.0, "features": 0.0}
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, min(settings.effective_workers(), len(groups)))) as pool:
+        for group_rows, feats, group_quarantined, decode_s, features_s in pool.map(lambda g: _extract_group(g, settings, spec), groups):
+            rows.extend(group_rows)
+            quarantined.extend(group_quarantined)
+            if feats is not None:
+                parts.append(feats)
+            timings["decode + resample"] += decode_s
+            timings["features"] += features_s
     keys = pd.DataFrame(rows, columns=["source", "group", "speaker", "utterance_id", "window", "content_hash", "session_id", "start_s", "end_s"])
-    if windows:
-        feats = extract_features_parallel(windows, spec, workers=settings.effective_workers())
+    if parts:
+        feats = {f: np.concatenate([p[f] for p in parts]) for f in spec.families}
     else:
         feats = {f: np.zeros((0, r, spec.n_frames), np.float32) for f, r in spec.families.items()}
-    del windows
-    extracted_s = clock.elapsed
+    return BatchFeatures(batch, keys, feats, spec, None, tuple(quarantined), clock.elapsed, timings)
+
+
+def store_batch_features(settings: Settings, features: BatchFeatures) -> BatchFeatures:
+    """Append the batch's windows to the feature store (one file per survey; stored content
+    is skipped). The same features, with ``store_file`` and the store's time added."""
+    from .feature_store import write_features
+
+    clock = _Clock()
+    keys, feats = features.keys, features.feats
     store_file = None
     for source in keys["source"].unique():
         mask = (keys["source"] == source).to_numpy()
         store_file = write_features(settings.feature_store_url, keys[mask].reset_index(drop=True),
-                                    {f: a[mask] for f, a in feats.items()}, spec, settings=settings) or store_file
-    timings = {"decode + resample": decoded_s, "features": extracted_s - decoded_s, "feature store": clock.elapsed - extracted_s}
-    return BatchFeatures(batch, keys, feats, spec, store_file, tuple(quarantined), clock.elapsed, timings)
+                                    {f: a[mask] for f, a in feats.items()}, features.spec, settings=settings) or store_file
+    return replace(features, store_file=store_file, elapsed_s=features.elapsed_s + clock.elapsed,
+                   timings={**features.timings, "feature store": clock.elapsed})
+
+
+def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
+    """:func:`extract_batch` then :func:`store_batch_features`, one after the other."""
+    return store_batch_features(settings, extract_batch(settings, batch))
 
 
 def validate_batch_features(features: BatchFeatures) -> ValidationResult:
@@ -813,20 +850,38 @@ def label_batch(settings: Settings, batch: Batch, model: Any, context_stay: floa
     ``model`` is a loaded model or a registry version (loaded once per process). This is the
     unit of work the flow spreads over its task runner; loading stays with the flow, one
     writer at a time.
+
+    Once the features are extracted, three things run side by side: the feature-store write
+    and the model (both mostly outside the GIL, on two threads) and the GX features suite
+    (Python, here). Predictions of a batch whose features fail the suite are discarded, so
+    the outcome is the same as validating first; the store write is always finished before
+    this returns, so nothing is loaded whose features are not stored.
     """
+    return label_features(settings, extract_batch(settings, batch), model, context_stay)
+
+
+def label_features(settings: Settings, features: BatchFeatures, model: Any, context_stay: float = 0.8) -> LabelledBatch:
+    """:func:`label_batch` from the batch's extracted features on (store, validate, predict,
+    context, validate)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     trained = model_for(settings, model)
-    features = featurise_batch(settings, batch)
-    timings = dict(features.timings)
+    batch = features.batch
     target = f"batch {batch.index}: sessions {', '.join(batch.sessions)}"
-    clock = _Clock()
-    checked = validate_batch_features(features)
-    timings["validate"] = clock.elapsed
-    validations = [(target, checked)]
-    if not checked.success:
-        return LabelledBatch(batch, None, tuple(validations), features.quarantined, timings)
-    quarantined = features.quarantined
-    predictions = predict_batch(trained, features)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stored = pool.submit(store_batch_features, settings, features)
+        predicted = pool.submit(predict_batch, trained, features)
+        clock = _Clock()
+        checked = validate_batch_features(features)
+        validate_s = clock.elapsed
+        timings = dict(stored.result().timings)
+        predictions = predicted.result()
     del features  # the windows' features are in the store; free them before the next batch
+    timings["validate"] = validate_s
+    validations = [(target, checked)]
+    quarantined = stored.result().quarantined
+    if not checked.success:
+        return LabelledBatch(batch, None, tuple(validations), quarantined, timings)
     timings["predict"] = predictions.elapsed_s
     with_context = apply_context(predictions, batch, context_stay)
     timings["context"] = with_context.elapsed_s - predictions.elapsed_s
@@ -842,9 +897,24 @@ LabelBatches = Callable[[Settings, Sequence[Batch], Any, float], Iterable[Labell
 
 
 def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any, context_stay: float = 0.8) -> Iterator[LabelledBatch]:
-    """One batch after the other in this process (lazily: each is loaded before the next is made)."""
-    for batch in batches:
-        yield label_batch(settings, batch, model, context_stay)
+    """The batches in order in this process, lazily, with the next batch's audio decoded and
+    featurised on a background thread while this one is validated, predicted and loaded.
+
+    Decoding and features are numeric work outside the GIL, the suites and the loads mostly
+    Python, so the two overlap on two cores. At most two batches' features are in memory.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not batches:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as prefetch:
+        upcoming = prefetch.submit(extract_batch, settings, batches[0])
+        for i in range(len(batches)):
+            features = upcoming.result()
+            if i + 1 < len(batches):
+                upcoming = prefetch.submit(extract_batch, settings, batches[i + 1])
+            yield label_features(settings, features, model, context_stay)
+            del features
 
 
 def add_labelled(report: NightlyReport, labelled: LabelledBatch) -> None:

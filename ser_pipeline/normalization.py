@@ -27,11 +27,19 @@ _EPS = 1e-6
 
 
 def _row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row mean and std of ``x`` ``(n, rows, frames)``, in float64 for stability."""
-    x64 = x.astype(np.float64, copy=False)
-    mean = x64.mean(axis=(0, 2))
-    std = x64.std(axis=(0, 2))
+    """Per-row mean and std of ``x`` ``(n, rows, frames)``, accumulated in float64 for
+    stability (without a float64 copy of ``x``: two passes over float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=(0, 2), dtype=np.float64)
+    centred = x - mean.astype(np.float32)[None, :, None]
+    np.square(centred, out=centred)
+    std = np.sqrt(centred.mean(axis=(0, 2), dtype=np.float64))
     return mean, np.maximum(std, _EPS)
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, out: np.ndarray) -> None:
+    np.subtract(x, mean.astype(np.float32)[None, :, None], out=out)
+    np.divide(out, std.astype(np.float32)[None, :, None], out=out)
 
 
 @dataclass(frozen=True)
@@ -48,20 +56,30 @@ class Normalizer:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != self.mean.shape[0]:
             raise ValueError(f"expected features (n, {self.mean.shape[0]}, frames), got {x.shape}")
-        out = ((x - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
+        out = np.empty_like(x)
         if self.mode == "global":
+            _standardise(x, self.mean, self.std, out)
             return out
         if speakers is None:
             raise ValueError("speaker normalisation needs the speaker of every utterance")
         speakers_arr = np.asarray(list(speakers), dtype=object)
         if len(speakers_arr) != len(x):
             raise ValueError(f"{len(speakers_arr)} speakers given for {len(x)} utterances")
+        own = np.zeros(len(x), dtype=bool)  # rows standardised with their speaker's own statistics
         for speaker in {s for s in speakers_arr if s is not None}:
             rows = np.flatnonzero(speakers_arr == speaker)
             if len(rows) < self.min_speaker_utterances:
                 continue
-            mean, std = _row_stats(x[rows])
-            out[rows] = ((x[rows] - mean[None, :, None]) / std[None, :, None]).astype(np.float32)
+            part = x[rows]
+            mean, std = _row_stats(part)
+            _standardise(part, mean, std, part)
+            out[rows] = part
+            own[rows] = True
+        if not own.all():
+            rest = np.flatnonzero(~own)
+            part = x[rest]
+            _standardise(part, self.mean, self.std, part)
+            out[rest] = part
         return out
 
     def to_bytes(self) -> bytes:

@@ -41,10 +41,11 @@ class Settings(BaseSettings):
     # Audio and features.
     sample_rate: int = 22_050
     workers: int = 0  # 0: all cores
-    # Utterances per nightly batch (whole sessions): each batch pays two GX suite runs (~1.5 s
-    # each, whatever its size) and one warehouse transaction, so batches are large; memory
-    # is ~0.5 MB per utterance window while a batch is featurised.
-    batch_size: int = 512
+    # Utterances per nightly batch (whole sessions): each batch pays two GX suite runs (~0.5 s
+    # each, whatever its size) and one warehouse transaction, so batches are large. Only a
+    # batch's features are held (~0.13 MB per stacked window; samples are featurised per
+    # recording stretch and dropped), two batches at a time while the next one is prefetched.
+    batch_size: int = 1024
     decode_span_s: float = 600.0  # a recording is decoded at most this many seconds at a time
 
     # Model.

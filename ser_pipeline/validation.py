@@ -195,7 +195,8 @@ def run_suite(
                 column=kwargs.get("column"),
                 why=(config.meta or {}).get("why"),
                 kwargs=_plain(kwargs),
-                observed=_plain(res.get("observed_value")),
+                # table-column expectations name what is missing in details.mismatched
+                observed=_plain((res.get("details") or {}).get("mismatched") or res.get("observed_value")),
                 unexpected_count=res.get("unexpected_count"),
                 unexpected_examples=tuple(_plain(res.get("partial_unexpected_list") or [])[:10]),
                 exception=exc.get("exception_message") if exc.get("raised_exception") else None,
@@ -279,14 +280,18 @@ def feature_summary_frame(keys: pd.DataFrame, feats: Mapping[str, np.ndarray], w
         arr = np.asarray(arr)
         if arr.ndim != 3 or arr.shape[0] != n:
             raise ValueError(f"features[{family!r}] has shape {arr.shape}; expected ({n}, rows, frames) to match {n} key rows")
-        flat = arr.reshape(n, -1).astype(np.float64, copy=False)
-        finite = np.isfinite(flat)
+        flat = arr.reshape(n, -1)
+        nonfinite = flat.size // max(n, 1) - np.isfinite(flat).sum(axis=1) if n else np.zeros(0, dtype=np.int64)
+        with np.errstate(all="ignore"):
+            lo, hi = flat.min(axis=1).astype(np.float64), flat.max(axis=1).astype(np.float64)
+        for i in np.flatnonzero(nonfinite):  # rare: min/max over the finite values only
+            finite = flat[i][np.isfinite(flat[i])]
+            lo[i], hi[i] = (float(finite.min()), float(finite.max())) if finite.size else (np.nan, np.nan)
         out[f"{family}_rows"] = arr.shape[1]
         out[f"{family}_frames"] = arr.shape[2]
-        out[f"{family}_nonfinite"] = (~finite).sum(axis=1)
-        with np.errstate(all="ignore"):
-            out[f"{family}_min"] = np.where(finite.any(axis=1), np.where(finite, flat, np.inf).min(axis=1), np.nan)
-            out[f"{family}_max"] = np.where(finite.any(axis=1), np.where(finite, flat, -np.inf).max(axis=1), np.nan)
+        out[f"{family}_nonfinite"] = nonfinite
+        out[f"{family}_min"] = lo
+        out[f"{family}_max"] = hi
     return out
 
 
@@ -306,11 +311,17 @@ def validate_features(keys: pd.DataFrame, feats: Mapping[str, np.ndarray], spec:
 
 
 def predictions_check_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` plus the predictions suite's computed columns ``p_sum``, ``ctx_p_sum``, ``label_share``."""
+    """``df`` plus the predictions suite's computed columns: ``p_sum``, ``p_min``, ``p_max``
+    and the same for ``ctx_p_*`` (NaN-skipping, over the emotions' probability columns), and
+    ``label_share``."""
     out = df.copy()
-    for prefix, column in (("p_", "p_sum"), ("ctx_p_", "ctx_p_sum")):
-        cols = [f"{prefix}{e}" for e in EMOTIONS if f"{prefix}{e}" in out]
-        out[column] = out[cols].astype(float).sum(axis=1, skipna=True) if cols else np.nan
+    for prefix in ("p", "ctx_p"):
+        cols = [f"{prefix}_{e}" for e in EMOTIONS if f"{prefix}_{e}" in out]
+        values = out[cols].astype(float) if cols else None
+        with np.errstate(all="ignore"):
+            out[f"{prefix}_sum"] = values.sum(axis=1, skipna=True) if cols else np.nan
+            out[f"{prefix}_min"] = values.min(axis=1, skipna=True) if cols else np.nan
+            out[f"{prefix}_max"] = values.max(axis=1, skipna=True) if cols else np.nan
     if "label" in out and len(out):
         out["label_share"] = out["label"].map(out["label"].value_counts(normalize=True)).astype(float)
     else:

@@ -198,10 +198,16 @@ def test_predictions_suite_fails_on_bad_probabilities_and_unknown_labels():
     frame.loc[5, "label"] = "bored"
     result = validate_predictions(frame)
     assert _failed(result, "expect_column_values_to_be_between", "p_sum")
-    assert _failed(result, "expect_column_values_to_be_between", "p_sad")
+    assert _failed(result, "expect_column_values_to_be_between", "p_min")  # p_sad < 0
     assert _failed(result, "expect_column_values_to_be_in_set", "label")
     bad_label = next(f for f in result.failed if f.column == "label")
     assert bad_label.unexpected_examples == ("bored",)
+
+
+def test_a_prediction_frame_missing_a_column_fails():
+    result = validate_predictions(_predictions().drop(columns=["ctx_p_sad"]))
+    missing = next(f for f in result.failed if f.expectation == "expect_table_columns_to_match_set")
+    assert "ctx_p_sad" in str(missing.observed) or "ctx_p_sad" in missing.describe()
 
 
 def test_a_collapsed_batch_fails_when_large_enough_to_judge():
