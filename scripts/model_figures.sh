@@ -20,7 +20,7 @@ row() {  # row NAME ARGS...
   /usr/bin/time -f "$name: %e s wall" "$SER" train --corpus ravdess="$DATA" --no-promote --json --out "$OUT/$name" "$@" >"$OUT/$name.json"
 }
 
-ROWS=${*:-seed-stacked-speaker seed-stacked-random seed-mfcc-speaker seed-mfcc-random pooled-mfcc-speaker pooled-mfcc-random pooled-stacked-speaker pooled-stacked-random pooled-stacked-kfold pooled-mfcc-kfold}
+ROWS=${*:-seed-stacked-speaker seed-stacked-random seed-mfcc-speaker seed-mfcc-random pooled-mfcc-speaker pooled-mfcc-random pooled-stacked-speaker pooled-stacked-random pooled-stacked-kfold pooled-mfcc-kfold pooled-stacked-kfold-augment}
 for r in $ROWS; do
   case $r in
     # The seed CNN (reference), global normalisation as the seed. Epoch caps keep the CPU
@@ -37,6 +37,8 @@ for r in $ROWS; do
     pooled-stacked-random)  row "$r" --architecture pooled --normalization speaker --features stacked --split random ;;
     pooled-stacked-kfold)   row "$r" --architecture pooled --normalization speaker --features stacked --kfold 4 ;;
     pooled-mfcc-kfold)      row "$r" --architecture pooled --normalization speaker --features mfcc --kfold 4 ;;
+    # Augmentation (noise, pitch, stretch; two copies of each training utterance, per fold).
+    pooled-stacked-kfold-augment) row "$r" --architecture pooled --normalization speaker --features stacked --kfold 4 --augment 2 ;;
     *) echo "unknown row $r" >&2; exit 2 ;;
   esac
 done

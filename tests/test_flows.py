@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import duckdb
+import numpy as np
 import pytest
 
 from support.tiny_model import as_float_wav_scaled, shared_champion
@@ -70,8 +71,9 @@ def _warehouse_rows(path) -> dict[str, list]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         return {
-            "predictions": con.execute("SELECT utterance_id, model_version, label, round(confidence, 5), context_label, "
-                                       "round(context_confidence, 5) FROM predictions ORDER BY utterance_id").fetchall(),
+            "predictions": con.execute("SELECT utterance_id, model_version, label, context_label FROM predictions "
+                                       "ORDER BY utterance_id").fetchall(),
+            "confidences": con.execute("SELECT confidence, context_confidence FROM predictions ORDER BY utterance_id").fetchall(),
             "utterances": con.execute("SELECT utterance_id, session_id, participant_key, start_s, end_s, question "
                                       "FROM utterances ORDER BY utterance_id").fetchall(),
         }
@@ -98,7 +100,11 @@ def test_nightly_flow_on_two_dask_workers_loads_the_same_rows_as_the_default_run
         assert summary["batches"] == 2 and summary["predictions_loaded"] == len(truth)
         rows[name] = _warehouse_rows(tmp_path / f"{name}.duckdb")
     assert len(rows["dask"]["predictions"]) == len(truth)
-    assert rows["dask"] == rows["threads"]
+    assert rows["dask"]["predictions"] == rows["threads"]["predictions"]
+    assert rows["dask"]["utterances"] == rows["threads"]["utterances"]
+    # Two batches labelled at once in one process (the thread runner) may sum features and
+    # logits in another order (BLAS and the Keras backend's thread pools): the 5th decimal moves.
+    assert np.allclose(rows["dask"]["confidences"], rows["threads"]["confidences"], atol=1e-4)
 
 
 def test_the_flow_runs_on_dask_at_the_configured_address(monkeypatch):
