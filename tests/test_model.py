@@ -42,7 +42,7 @@ def test_stacked_input_and_pooled_architecture_build():
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_models_train_and_predict_on_another_keras_backend(backend):
-    pytest.importorskip(backend, reason=f"{backend} is not installed (torch is in the test extra)")
+    pytest.importorskip(backend, reason=f"{backend} is not installed (torch and jax are in the test extra)")
     script = textwrap.dedent(
         """
         import json, sys
