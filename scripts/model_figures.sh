@@ -28,8 +28,8 @@ for r in $ROWS; do
     # (patience 10) ends the speaker-split runs sooner.
     seed-stacked-speaker) row "$r" --architecture seed --features stacked --split speaker --epochs 15 ;;
     seed-stacked-random)  row "$r" --architecture seed --features stacked --split random --epochs 12 ;;
-    # With seed 0 the row above stayed at chance (loss ln 8 from epoch 2 on: the CNN collapsed
-    # onto one class); the figure in docs/MODEL.md is this one.
+    # With seeds 0 and 1 the stacked CNN collapses onto one class on the random split (loss
+    # ln 8 from epoch 2 on); both 12-epoch runs were stopped (docs/MODEL.md).
     seed-stacked-random-seed1) row "$r" --architecture seed --features stacked --split random --epochs 12 --seed 1 ;;
     # Both collapse by epoch 2 and were stopped; this short run evaluates the collapsed model.
     seed-stacked-random-3ep) row "$r" --architecture seed --features stacked --split random --epochs 3 ;;
