@@ -335,7 +335,9 @@ def one_blas_thread():
     """BLAS on one thread while features are extracted. The matrix products here are small
     (a few MB); a multi-threaded OpenBLAS spends more time waking and spinning its threads
     than multiplying, and measured 2.5x more CPU per clip on 2 cores. Parallelism comes from
-    :func:`extract_features_parallel`'s threads instead."""
+    threads over clips instead (:func:`extract_features_parallel`, ``nightly.extract_batch``).
+    threadpoolctl's limits are process-wide: callers running several extraction threads
+    hold one limit around all of them."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
