@@ -77,7 +77,7 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     assert "epoch   1/5" in trained.stderr
 
     crossval = ser("train", "--corpus", f"ravdess={subset}", "--architecture", "pooled", "--normalization", "speaker",
-                   "--epochs", "3", "--kfold", "2", "--json", "--out", str(tmp_path / "cv"), env=env)
+                   "--epochs", "1", "--kfold", "2", "--json", "--out", str(tmp_path / "cv"), env=env)
     assert crossval.returncode == 0, crossval.stderr[-3000:]
     cv = json.loads(crossval.stdout)
     held = [s for fold in cv["folds"] for s in fold["test_speakers"]]
