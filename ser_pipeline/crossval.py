@@ -100,10 +100,9 @@ def cross_validate(
                         augmented=augment(split_w.train) if augment is not None else None,
                         progress=progress, feature_spec=spec.to_dict())
         held = predict_held_out(trained, data, split_w.test, spec)
-        predicted = held.proba.argmax(axis=1)
         fold_metrics = evaluate(held.y, held.proba, labels.labels)
         folds.append(Fold(index, split_w.train_speakers, split_w.val_speakers, split_w.test_speakers,
-                          uar=float(fold_metrics["uar"]), accuracy=float((predicted == held.y).mean()),
+                          uar=float(fold_metrics["uar"]), accuracy=float(fold_metrics["accuracy"]),
                           epochs=len(trained.history.get("loss", []))))
         parts.append(held)
     pooled = HeldOut(pd.concat([p.utterances for p in parts], ignore_index=True),

@@ -335,7 +335,7 @@ def one_blas_thread():
     """BLAS on one thread while features are extracted. The matrix products here are small
     (a few MB); a multi-threaded OpenBLAS spends more time waking and spinning its threads
     than multiplying, and measured 2.5x more CPU per clip on 2 cores. Parallelism comes from
-    threads over clips instead (:func:`extract_features_parallel`, ``nightly.extract_batch``).
+    threads over clips instead (``nightly.extract_batch``: one thread per recording stretch).
     threadpoolctl's limits are process-wide: callers running several extraction threads
     hold one limit around all of them."""
     from threadpoolctl import threadpool_limits
@@ -375,30 +375,3 @@ def extract_features_naive(clips: Sequence[np.ndarray] | np.ndarray, spec: Featu
         name: (np.stack(arrays) if arrays else np.zeros((0, spec.families[name], spec.n_frames))).astype(np.float32)
         for name, arrays in out.items()
     }
-
-
-def extract_features_parallel(
-    clips: Sequence[np.ndarray] | np.ndarray, spec: FeatureSpec | None = None, *, workers: int = 1, chunk: int = 32
-) -> dict[str, np.ndarray]:
-    """:func:`extract_features` on ``workers`` threads, ``chunk`` clips per task; same values.
-
-    Threads rather than processes: the work is FFTs, sorts and matrix products that release
-    the GIL, and the clips need not be pickled to another process.
-    """
-    spec = spec or FeatureSpec()
-    batch = _as_batch(clips, spec)
-    if workers <= 1 or len(batch) <= chunk:
-        return extract_features(batch, spec)
-    from concurrent.futures import ThreadPoolExecutor
-
-    out = {name: np.empty((len(batch), rows, spec.n_frames), dtype=np.float32) for name, rows in spec.families.items()}
-
-    def run(start: int) -> None:
-        part = _extract_all(batch[start : start + chunk], spec)
-        for name in out:
-            out[name][start : start + chunk] = part[name]
-
-    # One BLAS limit around all threads (threadpoolctl's limits are process-wide).
-    with one_blas_thread(), ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, range(0, len(batch), chunk)))
-    return out

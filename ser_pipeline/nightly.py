@@ -874,12 +874,11 @@ def label_features(settings: Settings, features: BatchFeatures, model: Any, cont
         clock = _Clock()
         checked = validate_batch_features(features)
         validate_s = clock.elapsed
-        timings = dict(stored.result().timings)
+        stored_timings, quarantined = stored.result().timings, features.quarantined
         predictions = predicted.result()
-    del features  # the windows' features are in the store; free them before the next batch
-    timings["validate"] = validate_s
+    del features, stored  # the windows' features are in the store; free them before the next batch
+    timings = {**stored_timings, "validate": validate_s}
     validations = [(target, checked)]
-    quarantined = stored.result().quarantined
     if not checked.success:
         return LabelledBatch(batch, None, tuple(validations), quarantined, timings)
     timings["predict"] = predictions.elapsed_s

@@ -281,7 +281,7 @@ def feature_summary_frame(keys: pd.DataFrame, feats: Mapping[str, np.ndarray], w
         if arr.ndim != 3 or arr.shape[0] != n:
             raise ValueError(f"features[{family!r}] has shape {arr.shape}; expected ({n}, rows, frames) to match {n} key rows")
         flat = arr.reshape(n, -1)
-        nonfinite = flat.size // max(n, 1) - np.isfinite(flat).sum(axis=1) if n else np.zeros(0, dtype=np.int64)
+        nonfinite = flat.shape[1] - np.isfinite(flat).sum(axis=1)
         with np.errstate(all="ignore"):
             lo, hi = flat.min(axis=1).astype(np.float64), flat.max(axis=1).astype(np.float64)
         for i in np.flatnonzero(nonfinite):  # rare: min/max over the finite values only
@@ -316,12 +316,9 @@ def predictions_check_frame(df: pd.DataFrame) -> pd.DataFrame:
     ``label_share``."""
     out = df.copy()
     for prefix in ("p", "ctx_p"):
-        cols = [f"{prefix}_{e}" for e in EMOTIONS if f"{prefix}_{e}" in out]
-        values = out[cols].astype(float) if cols else None
-        with np.errstate(all="ignore"):
-            out[f"{prefix}_sum"] = values.sum(axis=1, skipna=True) if cols else np.nan
-            out[f"{prefix}_min"] = values.min(axis=1, skipna=True) if cols else np.nan
-            out[f"{prefix}_max"] = values.max(axis=1, skipna=True) if cols else np.nan
+        values = out[[f"{prefix}_{e}" for e in EMOTIONS if f"{prefix}_{e}" in out]].astype(float)
+        for stat in ("sum", "min", "max"):
+            out[f"{prefix}_{stat}"] = getattr(values, stat)(axis=1, skipna=True) if values.shape[1] else np.nan
     if "label" in out and len(out):
         out["label_share"] = out["label"].map(out["label"].value_counts(normalize=True)).astype(float)
     else:

@@ -139,12 +139,17 @@ def test_bad_input_is_rejected_clearly():
 
 
 def test_threaded_extraction_gives_the_same_values():
-    from ser_pipeline.features import extract_features_parallel
+    # as nightly.extract_batch runs it: chunks of clips on two threads under one BLAS limit
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ser_pipeline.features import one_blas_thread
 
     spec = FeatureSpec()
     rng = np.random.default_rng(3)
     clips = (0.1 * rng.standard_normal((70, spec.n_samples))).astype(np.float32)
     one = extract_features(clips, spec)
-    threaded = extract_features_parallel(clips, spec, workers=2, chunk=16)
+    with one_blas_thread(), ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda start: extract_features(clips[start : start + 16], spec), range(0, 70, 16)))
+    threaded = {family: np.concatenate([p[family] for p in parts]) for family in spec.families}
     for family in spec.families:
         np.testing.assert_array_equal(threaded[family], one[family])
