@@ -45,7 +45,7 @@ def _table(frame, limit: int = 12) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="demo-data", help="folder for the archive, stores and warehouse")
-    parser.add_argument("--epochs", type=int, default=25, help="training epochs for the demo model")
+    parser.add_argument("--epochs", type=int, default=100, help="most training epochs (early stopping ends sooner)")
     args = parser.parse_args(argv)
 
     root = Path(args.root).resolve()
@@ -82,12 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     champion = registry.champion_version(settings.registry_url, settings=settings)
     if champion is None:
-        # Global rather than per-speaker normalisation: each generated participant speaks only
-        # three or four turns in one mood, too few for neutral per-speaker statistics (docs/MODEL.md).
-        _stage("Training a small model on the generated speech (retraining flow)")
-        result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs,
-                               label_merge="", promote=True, architecture="pooled",
-                               normalization="global", input_kind="stacked")
+        _stage("Training the recommended model on the generated speech (retraining flow)")
+        result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs)
         print(f"model {result['version']}: UAR {result['uar']:.3f}, accuracy {result['accuracy']:.3f} "
               f"on held-out generated speakers; {result['reason']}")
     else:

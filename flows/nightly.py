@@ -72,12 +72,12 @@ def task_runner(settings: Settings | None = None) -> Any:
     return DaskTaskRunner(cluster_kwargs=cluster_kwargs)
 
 
-def label_on_runner(settings: Settings, batches: Any, model: Any, context_stay: float = 0.8) -> Any:
+def label_on_runner(settings: Settings, batches: Any, model: Any) -> Any:
     """Submit one ``label-batch`` task per batch to the flow's task runner; yield each result
     as it completes (the flow loads it while the other batches are still being labelled)."""
     from prefect.futures import as_completed
 
-    futures = [TASKS["label-batch"].submit(settings, batch, model, context_stay) for batch in batches]
+    futures = [TASKS["label-batch"].submit(settings, batch, model) for batch in batches]
     for future in as_completed(futures):
         yield future.result()
 

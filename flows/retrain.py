@@ -1,11 +1,13 @@
 """The ``weekly-retrain`` deployment: retrain on the training corpora, promote only if better.
 
-Wiring only: each step of :func:`ser_pipeline.retraining.run_retraining` runs as one Prefect
-task; the metrics table and confusion matrix become a markdown artifact.
+Wiring only: each step of :func:`ser_pipeline.retraining.train_and_register` (the same path
+``ser train`` takes) runs as one Prefect task; the metrics table and confusion matrix become a
+markdown artifact. The recipe's defaults are ``TrainConfig``'s.
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from prefect import flow, task
@@ -14,46 +16,50 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from ser_pipeline import retraining
+from ser_pipeline.settings import get_settings
+from ser_pipeline.training import TrainConfig
 
-_STEPS = {
-    "corpus-features": retraining.corpus_features,
-    "train": retraining.train_candidate,
-    "evaluate": retraining.evaluate_candidate,
-    "register": retraining.register_candidate,
+# Task options per library step; every step not named here runs with the defaults.
+_OPTIONS: dict[Any, dict[str, Any]] = {
+    retraining.load_training_set: dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),
+                                       retry_jitter_factor=0.5),  # reads the object store
+    retraining.register: dict(tags=["warehouse-writer"]),  # records the model version in DuckDB
 }
+_TASKS: dict[Any, Any] = {}
 
 
-def _as_task(name: str, fn: Any) -> Any:
-    options: dict[str, Any] = {"name": name, "cache_policy": NO_CACHE}
-    if name == "corpus-features":  # reads the object store
-        options.update(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5)
-    if name == "register":  # records the model version in DuckDB
-        options["tags"] = ["warehouse-writer"]
-    return task(fn, **options)
+def as_task(name: str, fn: Any) -> Any:
+    """The Prefect task wrapping the library function ``fn`` itself (made once)."""
+    if fn not in _TASKS:
+        _TASKS[fn] = task(fn, name=name, cache_policy=NO_CACHE, **_OPTIONS.get(fn, {}))
+    return _TASKS[fn]
 
 
-TASKS = {name: _as_task(name, fn) for name, fn in _STEPS.items()}
+_DEFAULTS = TrainConfig()
 
 
 @flow(name="retrain-model", log_prints=True)
 def retrain_model(
     corpus_urls: dict[str, str],
-    epochs: int = 40,
-    label_merge: str = "calm=neutral",
+    epochs: int = _DEFAULTS.epochs,
+    label_merge: str = _DEFAULTS.label_merge,
     promote: bool = True,
-    architecture: str = "seed",
-    normalization: str = "global",
-    input_kind: str | None = None,
+    architecture: str = _DEFAULTS.architecture,
+    normalization: str = _DEFAULTS.normalization,
+    input_kind: str = _DEFAULTS.input_kind,
+    corrupted_copies: int = _DEFAULTS.corrupted_copies,
 ) -> dict[str, Any]:
     """Train on ``corpus_urls`` (``{corpus name: url}``), evaluate on held-out speakers,
-    register; promote when ``promote`` and the UAR beats the champion's. ``architecture``
-    "seed" (the reference CNN) or "pooled"; ``normalization`` "global" or "speaker";
-    ``input_kind`` "mfcc" or "stacked" (None: SER_MODEL_INPUT)."""
-    registration, metrics, markdown = retraining.run_retraining(
-        corpus_urls, epochs, label_merge, promote, architecture=architecture,
-        normalization=normalization, input_kind=input_kind, step=lambda name, fn: TASKS[name],
-    )
-    create_markdown_artifact(key="weekly-retrain-report", markdown=markdown,
+    register; promote when ``promote`` and the UAR beats the champion's. The defaults are the
+    recommended recipe (``TrainConfig``); ``architecture="seed"``, ``input_kind="mfcc"`` and
+    ``normalization="global"`` give the seed's reference CNN."""
+    settings = get_settings()
+    chosen = dict(epochs=epochs, label_merge=label_merge, architecture=architecture, normalization=normalization,
+                  input_kind=input_kind, corrupted_copies=corrupted_copies)
+    config = TrainConfig(**{f.name: chosen.get(f.name, getattr(_DEFAULTS, f.name)) for f in fields(TrainConfig)})
+    run = retraining.train_and_register(settings, corpus_urls, config, promote_if_better=promote, step=as_task)
+    registration, metrics = run.registration, run.metrics
+    create_markdown_artifact(key="weekly-retrain-report", markdown=retraining.render_markdown(registration, metrics, run.training_set),
                              description=f"Model {registration.version}: {registration.reason}")
     return {"version": registration.version, "promoted": registration.promoted, "reason": registration.reason,
             "uar": metrics.get("uar"), "accuracy": metrics.get("accuracy")}

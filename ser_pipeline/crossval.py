@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dataset import LabelledSet, expand_split
-from .labels import LabelSet
-from .splits import speaker_kfold, speaker_split
-from .training import TrainConfig, TrainedModel, train
+from .dataset import LabelledSet
+from .splits import speaker_kfold
+from .training import TrainConfig, TrainedModel
 
 
 @dataclass(frozen=True)
@@ -66,46 +65,42 @@ def evaluation_groups(utterances: pd.DataFrame) -> dict[str, pd.Series]:
 
 
 def cross_validate(
-    data: LabelledSet,
-    labels: LabelSet,
-    spec: Any,
+    training_set: Any,
     config: TrainConfig,
     k: int = 4,
     seed: int = 0,
     fractions: Sequence[float] = (0.7, 0.2, 0.1),
-    augment: Callable[[np.ndarray], tuple[dict, list, list]] | None = None,
     progress: Callable[[str], None] | None = None,
+    settings: Any = None,
 ) -> CrossValidation:
-    """Train ``k`` models, each with one group of speakers held out, and pool their predictions.
+    """Train ``k`` models (``retraining.fit``, corrupted copies and all), each with one group
+    of speakers held out, and pool their predictions.
 
-    ``spec``: the FeatureSpec the features were made with. ``fractions``: the train/validation
-    ratio of the non-held-out speakers (the test share is ignored: the fold decides the test
-    speakers). ``augment(train_window_rows)`` optionally returns augmented copies of those
-    training windows, as ``train`` takes them. ``progress`` gets a line per fold (and the
-    training's per-epoch lines).
+    ``training_set``: a ``retraining.TrainingSet``. ``fractions``: the train/validation ratio
+    of the non-held-out speakers (the test share is ignored: the fold decides the test
+    speakers). ``progress`` gets a line per fold (and the training's per-epoch lines).
     """
     from .evaluation import evaluate
+    from .retraining import fit, make_split
 
+    data = training_set.data
     utterances = data.utterances
     folds: list[Fold] = []
     parts: list[HeldOut] = []
+    audio_cache: dict[str, np.ndarray] = {}
     for index, (_, held_rows) in enumerate(speaker_kfold(utterances, k=k, seed=seed)):
         held_speakers = sorted(set(utterances.speaker.iloc[held_rows].astype(str)))
-        split_u = speaker_split(utterances, fractions, seed=seed, test_speakers=held_speakers)
-        split_w = expand_split(split_u, utterances, data.windows)
+        split_w = make_split(training_set, "speaker", seed, held_speakers, fractions)
         if progress is not None:
             progress(f"fold {index + 1}/{k}: held out {', '.join(held_speakers)}; validation {', '.join(split_w.val_speakers)}")
-        trained = train(data.features, data.windows.emotion, data.windows.speaker, split_w, labels, spec.hash, config,
-                        utterance_ids=list(data.windows.utterance_id),
-                        augmented=augment(split_w.train) if augment is not None else None,
-                        progress=progress, feature_spec=spec.to_dict())
-        held = predict_held_out(trained, data, split_w.test, spec)
-        fold_metrics = evaluate(held.y, held.proba, labels.labels)
+        trained = fit(training_set, split_w, config, progress, audio_cache, settings)
+        held = predict_held_out(trained, data, split_w.test, training_set.spec)
+        fold_metrics = evaluate(held.y, held.proba, trained.labels.labels)
         folds.append(Fold(index, split_w.train_speakers, split_w.val_speakers, split_w.test_speakers,
                           uar=float(fold_metrics["uar"]), accuracy=float(fold_metrics["accuracy"]),
                           epochs=len(trained.history.get("loss", []))))
         parts.append(held)
     pooled = HeldOut(pd.concat([p.utterances for p in parts], ignore_index=True),
                      np.concatenate([p.y for p in parts]), np.concatenate([p.proba for p in parts]))
-    metrics = evaluate(pooled.y, pooled.proba, labels.labels, evaluation_groups(pooled.utterances))
+    metrics = evaluate(pooled.y, pooled.proba, trained.labels.labels, evaluation_groups(pooled.utterances))
     return CrossValidation(tuple(folds), pooled, metrics)

@@ -69,7 +69,7 @@ def load_labelled(
         items.extend(read_corpus(name, url, skipped=skipped))
     if not items:
         empty = pd.DataFrame(columns=["utterance_id", "window", "speaker", "gender", "emotion", "corpus", "path"])
-        return LabelledSet(empty, {f: np.zeros((0, spec.families[f], spec.n_frames), np.float32) for f in families},
+        return LabelledSet(empty, {f: np.zeros((0, *spec.shapes[f]), np.float32) for f in families},
                            tuple((s.path, s.reason) for s in skipped))
     summary = featurize(items, store_url, spec, progress=progress, settings=settings)
     failures = [(s.path, s.reason) for s in skipped] + [(f.path, f.reason) for f in summary.failures]
@@ -88,3 +88,56 @@ def load_labelled(
         if row.path not in failed:
             failures.append((row.path, "no features stored: its audio is byte-identical to another file's (kept once)"))
     return LabelledSet(windows, {k: v[keep] for k, v in feats.items()}, tuple(failures))
+
+
+def load_clips(paths: Sequence[str], sample_rate: int, cache: dict[str, np.ndarray] | None = None,
+               settings: Settings | None = None) -> list[np.ndarray]:
+    """The decoded samples (float32 ``(n,)``) of ``paths``; ``cache`` (path -> samples) keeps
+    them between calls (cross-validation corrupts the same clips in every fold)."""
+    from .audio import load_audio
+
+    cache = {} if cache is None else cache
+    out = []
+    for path in paths:
+        if path not in cache:
+            cache[path] = load_audio(path, sample_rate, settings=settings).samples
+        out.append(cache[path])
+    return out
+
+
+def corrupted_copies(
+    data: LabelledSet,
+    rows: np.ndarray,
+    spec: Any,
+    copies: int,
+    seed: int = 0,
+    cache: dict[str, np.ndarray] | None = None,
+    settings: Settings | None = None,
+) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """Features of ``copies`` randomly corrupted versions of the utterances at window ``rows``
+    (noise at 0-40 dB SNR, babble of *other* utterances of these rows, reverberation, gain,
+    band limits, codecs: ``conditions.corrupt_for_training``), as ``training.train`` takes
+    them: ``({family: (m, rows, columns)}, emotions, speakers)``, m windows.
+
+    Call it with training rows only, after the split: the babble is made of the same rows'
+    audio, so nothing of a validation or test speaker reaches training. Every copy is drawn
+    afresh from ``seed`` and the utterance id, so a re-run gives the same copies."""
+    from .conditions import condition_rng, corrupt_for_training
+    from .features import clip_windows, extract_features
+
+    utterances = data.windows.iloc[np.asarray(rows)].drop_duplicates("utterance_id").reset_index(drop=True)
+    if copies <= 0 or utterances.empty:
+        return {f: np.zeros((0, *spec.shapes[f]), np.float32) for f in spec.families}, [], []
+    clips = load_clips(list(utterances.path), spec.sample_rate, cache, settings)
+    speakers = utterances.speaker.astype(str).to_numpy()
+    windows, emotions, owners = [], [], []
+    for i, (clip, uid) in enumerate(zip(clips, utterances.utterance_id)):
+        others = np.flatnonzero(speakers != speakers[i])
+        for copy in range(copies):
+            rng = condition_rng(seed, f"train-copy-{copy}", str(uid))
+            pool = [clips[j] for j in rng.choice(others, size=min(8, len(others)), replace=False)] if len(others) else None
+            for window in clip_windows(corrupt_for_training(clip, spec.sample_rate, rng, babble=pool), spec):
+                windows.append(window)
+                emotions.append(str(utterances.emotion.iloc[i]))
+                owners.append(speakers[i])
+    return extract_features(windows, spec), emotions, owners

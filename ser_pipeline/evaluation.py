@@ -162,8 +162,11 @@ def write_report(
     proba: np.ndarray,
     title: str = "Evaluation",
     details: Mapping[str, Any] | None = None,
+    extra_markdown: str | None = None,
 ) -> Path:
-    """Write metrics.json, report.md, confusion_matrix.csv/.png, reliability.png; returns report.md."""
+    """Write metrics.json, report.md, confusion_matrix.csv/.png, reliability.png; returns report.md.
+
+    ``extra_markdown`` (e.g. the per-condition table) goes into report.md before the figures."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = list(metrics["labels"])
@@ -201,6 +204,8 @@ def write_report(
         gap = group["largest_gap"]["uar"]
         md.append("")
         md.append(f"Largest UAR gap by {name}: {_pct(gap['gap'])} ({gap['best']} best, {gap['worst']} worst).")
+    if extra_markdown:
+        md += ["", extra_markdown.rstrip()]
     md += ["", "![confusion matrix](confusion_matrix.png)", "", "![reliability](reliability.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(md))

@@ -126,8 +126,8 @@ def write_features(
     for family, matrix in feats.items():
         if family not in spec.families:
             raise ValueError(f"unknown feature family {family!r}; the spec has {list(spec.families)}")
-        if matrix.shape != (len(keys), spec.families[family], spec.n_frames):
-            raise ValueError(f"{family}: shape {matrix.shape}, expected {(len(keys), spec.families[family], spec.n_frames)}")
+        if matrix.shape != (len(keys), *spec.shapes[family]):
+            raise ValueError(f"{family}: shape {matrix.shape}, expected {(len(keys), *spec.shapes[family])}")
     if keys.empty:
         return None
     source = str(sources[0])
@@ -149,7 +149,7 @@ def write_features(
     for family in spec.families:  # storage order, whatever order the caller used
         if family in feats:
             table = table.append_column(family, _feature_column(feats[family][keep]))
-            shapes[family] = [spec.families[family], spec.n_frames]
+            shapes[family] = list(spec.shapes[family])
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), SHAPES_KEY: json.dumps(shapes).encode(), SPEC_KEY: json.dumps(spec.to_dict()).encode()}
     )
@@ -204,7 +204,7 @@ def read_features(
             raise KeyError(f"{url} holds no {absent} features (stored: {[f for f in spec.families if f in schema.names]})")
         wanted = [n for n in schema.names if n not in spec.families or n in families]
         tables.append(_read_table(url, wanted, settings).replace_schema_metadata(None))
-    shapes = {f: (spec.families[f], spec.n_frames) for f in families}
+    shapes = {f: spec.shapes[f] for f in families}
     if not tables:
         return pd.DataFrame(columns=list(KEY_COLUMNS)), {f: np.zeros((0, *s), np.float32) for f, s in shapes.items()}
 

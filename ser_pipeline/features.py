@@ -47,6 +47,11 @@ from typing import Literal
 import numpy as np
 
 FAMILIES: tuple[str, ...] = ("mfcc", "chroma", "mel", "contrast")
+FUNCTIONALS = "functionals"  # the one family of a spec with ``output="functionals"``
+
+# Fields added after version 1; left out of the hash at their defaults, so features stored
+# under a version-1 spec keep their hash and stay readable.
+_LATER_FIELDS = {"output": "frames", "pitch_fmin": 70.0, "pitch_fmax": 450.0, "speech_gate_db": 35.0}
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,10 @@ class FeatureSpec:
     window_hop_frames: int = 86  # long clips: window starts this many frames apart
     max_windows: int = 8  # long clips: at most this many windows per utterance
     version: int = 1  # bump when the computation changes without a parameter changing
+    output: Literal["frames", "functionals"] = "frames"  # frame matrices, or statistics over speech frames
+    pitch_fmin: float = 70.0  # F0 search range (Hz) of the functionals' pitch track
+    pitch_fmax: float = 450.0
+    speech_gate_db: float = 35.0  # speech frames: within this many dB of the window's loudest frame
 
     def __post_init__(self) -> None:
         if not self.center:
@@ -84,6 +93,10 @@ class FeatureSpec:
             raise ValueError("n_frames, window_hop_frames and max_windows must be positive")
         if self.contrast_fmin * 2.0 ** (self.n_bands - 1) >= self.sample_rate / 2:
             raise ValueError("contrast bands exceed Nyquist: reduce contrast_fmin or n_bands")
+        if self.output not in ("frames", "functionals"):
+            raise ValueError(f"unknown output {self.output!r}; choose 'frames' or 'functionals'")
+        if not 0 < self.pitch_fmin < self.pitch_fmax or self.sample_rate / self.pitch_fmin >= self.n_fft // 2:
+            raise ValueError("pitch range must satisfy 0 < pitch_fmin < pitch_fmax and sample_rate / pitch_fmin < n_fft / 2")
 
     @classmethod
     def from_settings(cls, settings=None, **changes) -> "FeatureSpec":
@@ -103,12 +116,35 @@ class FeatureSpec:
         return self.window_hop_frames * self.hop_length
 
     @property
-    def families(self) -> dict[str, int]:
-        """Rows per frame of every feature family, in storage order."""
+    def frame_families(self) -> dict[str, int]:
+        """Rows per frame of the frame-level families every spec computes first."""
         return {"mfcc": self.n_mfcc, "chroma": self.n_chroma, "mel": self.n_mels, "contrast": self.n_bands + 1}
 
+    @property
+    def families(self) -> dict[str, int]:
+        """Rows of every stored feature family, in storage order."""
+        if self.output == "functionals":
+            from .functionals import functional_names
+
+            return {FUNCTIONALS: len(functional_names(self))}
+        return self.frame_families
+
+    @property
+    def frames(self) -> int:
+        """Columns of every stored family: ``n_frames``, or 1 for functionals."""
+        return 1 if self.output == "functionals" else self.n_frames
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, int]]:
+        """``{family: (rows, columns)}`` of every stored family."""
+        return {name: (rows, self.frames) for name, rows in self.families.items()}
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureSpec":
@@ -297,9 +333,18 @@ def _contrast(power: np.ndarray, spec: FeatureSpec, banks: _Banks, active: int) 
 
 
 def _extract_batch(batch: np.ndarray, spec: FeatureSpec, banks: _Banks, frames_buf: np.ndarray) -> dict[str, np.ndarray]:
-    b, t = len(batch), spec.n_frames
     active = _active_frames(batch, spec)
     power = _stft_power(batch, spec, banks.window, frames_buf, active)  # (b, t, f)
+    frames = _frame_families(power, spec, banks, active)
+    if spec.output == "functionals":
+        from .functionals import summarise
+
+        return {FUNCTIONALS: summarise(frames, power, spec, active)}
+    return frames
+
+
+def _frame_families(power: np.ndarray, spec: FeatureSpec, banks: _Banks, active: int) -> dict[str, np.ndarray]:
+    b, t = len(power), spec.n_frames
     flat = power.reshape(b * t, -1)
     mel = np.asarray((banks.mel @ flat.T).T, dtype=np.float32)
     mel_db = _power_to_db(mel.reshape(b, t, spec.n_mels), spec.top_db)  # (b, t, n_mels)
@@ -319,12 +364,14 @@ def _extract_batch(batch: np.ndarray, spec: FeatureSpec, banks: _Banks, frames_b
 def extract_features(
     clips: Sequence[np.ndarray] | np.ndarray, spec: FeatureSpec | None = None, *, batch_size: int = 4
 ) -> dict[str, np.ndarray]:
-    """All feature families of ``clips``: ``{family: (n, rows, n_frames) float32}``.
+    """All feature families of ``clips``: ``{family: (n, rows, spec.frames) float32}``.
 
     ``clips`` is an array ``(n, n_samples)`` or a sequence of 1-D clips; a clip of another
     length is zero-padded at the end or cut to ``n_samples`` (use :func:`clip_windows` first
-    to keep all of a long clip). Equal to :func:`extract_features_naive` within float32
-    rounding (see ``tests/test_features.py`` for the tolerance).
+    to keep all of a long clip). For ``output="frames"`` equal to :func:`extract_features_naive`
+    within float32 rounding (see ``tests/test_features.py`` for the tolerance); for
+    ``output="functionals"`` the frame families and a pitch track are summarised over each
+    window's speech frames (``functionals.py``).
     """
     spec = spec or FeatureSpec()
     with one_blas_thread():
@@ -345,7 +392,7 @@ def one_blas_thread():
 
 def _extract_all(batch: np.ndarray, spec: FeatureSpec, batch_size: int = 4) -> dict[str, np.ndarray]:
     banks = _banks(spec)
-    out = {name: np.empty((len(batch), rows, spec.n_frames), dtype=np.float32) for name, rows in spec.families.items()}
+    out = {name: np.empty((len(batch), *shape), dtype=np.float32) for name, shape in spec.shapes.items()}
     frames_buf = np.empty((min(batch_size, max(len(batch), 1)), spec.n_frames, spec.n_fft))
     for start in range(0, len(batch), batch_size):
         part = _extract_batch(batch[start : start + batch_size], spec, banks, frames_buf)
@@ -355,10 +402,12 @@ def _extract_all(batch: np.ndarray, spec: FeatureSpec, batch_size: int = 4) -> d
 
 
 def extract_features_naive(clips: Sequence[np.ndarray] | np.ndarray, spec: FeatureSpec | None = None) -> dict[str, np.ndarray]:
-    """The reference recipe: each family from the signal by its own librosa call, clip by clip."""
+    """The reference recipe: each frame family from the signal by its own librosa call, clip by clip."""
     import librosa
 
     spec = spec or FeatureSpec()
+    if spec.output != "frames":
+        raise ValueError("extract_features_naive is the reference for frame families only (output='frames')")
     batch = _as_batch(clips, spec)
     common = dict(sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length, window=spec.window,
                   center=spec.center, pad_mode=spec.stft_pad_mode)

@@ -12,6 +12,17 @@ from .errors import FeatureSpecMismatch
 from .labels import EMOTIONS
 
 
+def spec_of(trained: Any, settings: Any = None) -> Any:
+    """The FeatureSpec ``trained`` was trained on: its stored spec, or for models saved
+    before specs were stored, the configured sample rate's spec for its input kind."""
+    from .features import FeatureSpec
+    from .model import feature_spec_for
+
+    if trained.feature_spec:
+        return FeatureSpec.from_dict(dict(trained.feature_spec))
+    return feature_spec_for(trained.input_kind, FeatureSpec.from_settings(settings))
+
+
 def _spec_hash(spec: Any) -> str:
     return spec if isinstance(spec, str) else str(spec.hash)
 

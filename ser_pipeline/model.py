@@ -4,9 +4,10 @@ Only ``keras`` layers and ``keras.ops`` are used, so ``KERAS_BACKEND=jax`` or ``
 the same code. Keras is imported inside the builders to keep ``import ser_pipeline.model``
 cheap.
 
-Inputs are feature "images" ``(rows, frames, 1)``: ``rows`` is 40 for ``"mfcc"`` (the seed)
-and 187 for ``"stacked"`` (MFCC 40 + chroma 12 + mel 128 + spectral contrast 7 on the row
-axis); ``frames`` is 173 (4 s at 22 050 Hz, hop 512).
+Inputs are feature "images" ``(rows, columns, 1)`` made by the input kind's FeatureSpec
+(:func:`feature_spec_for`): ``"mfcc"`` (the seed's, 40 rows x 173 frames), ``"stacked"``
+(MFCC 40 + chroma 12 + mel 128 + spectral contrast 7 = 187 rows x 173 frames) and
+``"functionals"`` (one column of 807 statistics over the speech frames; ``functionals.py``).
 
 Architectures:
 
@@ -15,29 +16,43 @@ Architectures:
   regularised dense network. Emotion in acted speech is mostly global (pitch level and
   range, energy, spectral tilt); pooling removes the timing that a 2-D CNN on 960
   utterances overfits to, which is what breaks speaker independence.
+- ``"mlp"``: for ``"functionals"``: input dropout, Dense 256 ReLU (L2), dropout, softmax.
+  The statistics are computed over speech frames only, outside the network, so the noise
+  floor and the padding do not move them (the recommended recipe; docs/MODEL.md).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, Literal
 
-INPUT_ROWS: dict[str, int] = {"mfcc": 40, "stacked": 40 + 12 + 128 + 7}
-FAMILIES: dict[str, tuple[str, ...]] = {
+INPUT_FAMILIES: dict[str, tuple[str, ...]] = {
     "mfcc": ("mfcc",),
     "stacked": ("mfcc", "chroma", "mel", "contrast"),
+    "functionals": ("functionals",),
 }
-FRAMES = 173
-ARCHITECTURES = ("seed", "pooled")
+ARCHITECTURES = ("seed", "pooled", "mlp")
 
-InputKind = Literal["mfcc", "stacked"]
+InputKind = Literal["mfcc", "stacked", "functionals"]
 
 
-def input_shape_for(input_kind: str, frames: int = FRAMES) -> tuple[int, int, int]:
-    """``(rows, frames, 1)`` for an input kind (``"mfcc"`` or ``"stacked"``)."""
-    if input_kind not in INPUT_ROWS:
-        raise ValueError(f"unknown model input {input_kind!r}; choose one of {sorted(INPUT_ROWS)}")
-    return (INPUT_ROWS[input_kind], frames, 1)
+def feature_spec_for(input_kind: str, spec: Any = None) -> Any:
+    """The FeatureSpec an input kind is made with: ``spec`` (default ``FeatureSpec()``) with
+    ``output`` set to ``"functionals"`` or ``"frames"``."""
+    from .features import FeatureSpec
+
+    if input_kind not in INPUT_FAMILIES:
+        raise ValueError(f"unknown model input {input_kind!r}; choose one of {sorted(INPUT_FAMILIES)}")
+    return replace(spec or FeatureSpec(), output="functionals" if input_kind == "functionals" else "frames")
+
+
+def input_shape_for(input_kind: str, spec: Any = None, frames: int | None = None) -> tuple[int, int, int]:
+    """``(rows, columns, 1)`` of an input kind, derived from its FeatureSpec; ``frames``
+    overrides the columns (tests build small models)."""
+    spec = feature_spec_for(input_kind, spec)
+    rows = sum(spec.families[f] for f in INPUT_FAMILIES[input_kind])
+    return (rows, frames or spec.frames, 1)
 
 
 def build_seed_cnn(input_shape: tuple[int, int, int], n_classes: int) -> Any:
@@ -105,10 +120,26 @@ def build_pooled_mlp(input_shape: tuple[int, int, int], n_classes: int, dropout:
     return keras.Model(inputs, outputs, name="pooled_mlp")
 
 
+def build_functional_mlp(input_shape: tuple[int, int, int], n_classes: int, width: int = 256) -> Any:
+    """Functionals ``(rows, 1, 1)`` -> dropout 0.2 -> Dense ``width`` ReLU (L2 1e-3) -> dropout 0.5 -> softmax."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Flatten()(inputs)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Dense(width, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-3))(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)  # float32 under mixed precision too
+    return keras.Model(inputs, outputs, name="functional_mlp")
+
+
 def build_model(architecture: str, input_shape: tuple[int, int, int], n_classes: int) -> Any:
     """An uncompiled Keras model of the named architecture (see the module docstring)."""
     if architecture == "seed":
         return build_seed_cnn(input_shape, n_classes)
     if architecture == "pooled":
         return build_pooled_mlp(input_shape, n_classes)
+    if architecture == "mlp":
+        return build_functional_mlp(input_shape, n_classes)
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AudioDecodeError, ManifestError, SerError
+from .inference import spec_of
 from .labels import EMOTIONS
 from .segmentation import Utterance, VadConfig, segment_recording
 from .settings import Settings, get_settings, override
@@ -596,7 +597,7 @@ def _extract_group(group: Sequence[PlannedUtterance], settings: Settings, spec: 
     return rows, feats, quarantined, decoded_s, clock.elapsed - decoded_s
 
 
-def extract_batch(settings: Settings, batch: Batch) -> BatchFeatures:
+def extract_batch(settings: Settings, batch: Batch, spec: Any) -> BatchFeatures:
     """Decode the batch's audio, cut windows and extract every feature family (nothing is
     stored yet: see :func:`store_batch_features`). Utterances that fail to decode are
     quarantined and left out.
@@ -610,10 +611,9 @@ def extract_batch(settings: Settings, batch: Batch) -> BatchFeatures:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .features import FeatureSpec, one_blas_thread
+    from .features import one_blas_thread
 
     clock = _Clock()
-    spec = FeatureSpec.from_settings(settings)
     groups = _decode_groups(batch.utterances, settings.decode_span_s)
     rows: list[dict[str, Any]] = []
     parts: list[dict[str, np.ndarray]] = []
@@ -631,7 +631,7 @@ def extract_batch(settings: Settings, batch: Batch) -> BatchFeatures:
     if parts:
         feats = {f: np.concatenate([p[f] for p in parts]) for f in spec.families}
     else:
-        feats = {f: np.zeros((0, r, spec.n_frames), np.float32) for f, r in spec.families.items()}
+        feats = {f: np.zeros((0, *shape), np.float32) for f, shape in spec.shapes.items()}
     return BatchFeatures(batch, keys, feats, spec, None, tuple(quarantined), clock.elapsed, timings)
 
 
@@ -651,9 +651,9 @@ def store_batch_features(settings: Settings, features: BatchFeatures) -> BatchFe
                    timings={**features.timings, "feature store": clock.elapsed})
 
 
-def featurise_batch(settings: Settings, batch: Batch) -> BatchFeatures:
+def featurise_batch(settings: Settings, batch: Batch, spec: Any) -> BatchFeatures:
     """:func:`extract_batch` then :func:`store_batch_features`, one after the other."""
-    return store_batch_features(settings, extract_batch(settings, batch))
+    return store_batch_features(settings, extract_batch(settings, batch, spec))
 
 
 def validate_batch_features(features: BatchFeatures) -> ValidationResult:
@@ -693,7 +693,7 @@ def _empty_predictions() -> pd.DataFrame:
     return pd.DataFrame(columns=columns)
 
 
-def apply_context(predictions: BatchPredictions, batch: Batch, stay: float = 0.8) -> BatchPredictions:
+def apply_context(predictions: BatchPredictions, batch: Batch, stay: float) -> BatchPredictions:
     """Forward-filter each speaker's utterances within a session in time order
     (``context.forward_filter`` with a sticky transition matrix: ``stay`` = chance a person's
     emotion persists to their next utterance), and build the warehouse's prediction frame with
@@ -844,7 +844,7 @@ def model_for(settings: Settings, model: Any) -> Any:
         return _MODELS[key]
 
 
-def label_batch(settings: Settings, batch: Batch, model: Any, context_stay: float = 0.8) -> LabelledBatch:
+def label_batch(settings: Settings, batch: Batch, model: Any) -> LabelledBatch:
     """Featurise, validate, predict, add context and validate one batch (no warehouse write).
 
     ``model`` is a loaded model or a registry version (loaded once per process). This is the
@@ -857,10 +857,11 @@ def label_batch(settings: Settings, batch: Batch, model: Any, context_stay: floa
     the outcome is the same as validating first; the store write is always finished before
     this returns, so nothing is loaded whose features are not stored.
     """
-    return label_features(settings, extract_batch(settings, batch), model, context_stay)
+    trained = model_for(settings, model)
+    return label_features(settings, extract_batch(settings, batch, spec_of(trained, settings)), trained)
 
 
-def label_features(settings: Settings, features: BatchFeatures, model: Any, context_stay: float = 0.8) -> LabelledBatch:
+def label_features(settings: Settings, features: BatchFeatures, model: Any) -> LabelledBatch:
     """:func:`label_batch` from the batch's extracted features on (store, validate, predict,
     context, validate)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -882,7 +883,7 @@ def label_features(settings: Settings, features: BatchFeatures, model: Any, cont
     if not checked.success:
         return LabelledBatch(batch, None, tuple(validations), quarantined, timings)
     timings["predict"] = predictions.elapsed_s
-    with_context = apply_context(predictions, batch, context_stay)
+    with_context = apply_context(predictions, batch, settings.context_stay)
     timings["context"] = with_context.elapsed_s - predictions.elapsed_s
     clock = _Clock()
     checked = validate_batch_predictions(with_context)
@@ -891,11 +892,11 @@ def label_features(settings: Settings, features: BatchFeatures, model: Any, cont
     return LabelledBatch(batch, with_context, tuple(validations), quarantined, timings)
 
 
-# label_batches(settings, batches, model, context_stay) -> the LabelledBatch of each batch, in any order.
-LabelBatches = Callable[[Settings, Sequence[Batch], Any, float], Iterable[LabelledBatch]]
+# label_batches(settings, batches, model) -> the LabelledBatch of each batch, in any order.
+LabelBatches = Callable[[Settings, Sequence[Batch], Any], Iterable[LabelledBatch]]
 
 
-def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any, context_stay: float = 0.8) -> Iterator[LabelledBatch]:
+def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any) -> Iterator[LabelledBatch]:
     """The batches in order in this process, lazily, with the next batch's audio decoded and
     featurised on a background thread while this one is validated, predicted and loaded.
 
@@ -906,13 +907,15 @@ def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any, con
 
     if not batches:
         return
+    trained = model_for(settings, model)
+    spec = spec_of(trained, settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as prefetch:
-        upcoming = prefetch.submit(extract_batch, settings, batches[0])
+        upcoming = prefetch.submit(extract_batch, settings, batches[0], spec)
         for i in range(len(batches)):
             features = upcoming.result()
             if i + 1 < len(batches):
-                upcoming = prefetch.submit(extract_batch, settings, batches[i + 1])
-            yield label_features(settings, features, model, context_stay)
+                upcoming = prefetch.submit(extract_batch, settings, batches[i + 1], spec)
+            yield label_features(settings, features, trained)
             del features
 
 
@@ -945,7 +948,6 @@ def run_nightly(
     flow_run_id: str | None = None,
     step: Step | None = None,
     label_batches: LabelBatches | None = None,
-    context_stay: float = 0.8,
 ) -> NightlyReport:
     """Label every new utterance of the archive and load the warehouse (see module docstring).
 
@@ -977,7 +979,7 @@ def run_nightly(
         apply_plan(report, planned)
         # In this process the loaded model is handed over; a task runner gets its version.
         model_ref = trained if label_batches is None else report.model_version
-        for labelled in (label_batches or label_in_order)(settings, planned.batches, model_ref, context_stay):
+        for labelled in (label_batches or label_in_order)(settings, planned.batches, model_ref):
             add_labelled(report, labelled)
             if labelled.loadable:
                 loaded = call("load", load_batch)(settings, labelled.batch, labelled.predictions, report.run_id)

@@ -111,6 +111,12 @@ def _meta(root: str, version: str, settings: Settings) -> dict[str, Any]:
     return meta
 
 
+def model_meta(version: str, registry_url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """The stored description of ``version`` (meta.json); raises :class:`ModelNotFound`."""
+    settings = settings or get_settings()
+    return _meta(_url(settings, registry_url), version, settings)
+
+
 def list_models(registry_url: str | None = None, settings: Settings | None = None) -> list[ModelInfo]:
     """Every complete model version, oldest first."""
     settings = settings or get_settings()
@@ -200,7 +206,7 @@ def load_model(registry_url: str | None = None, which: str = CHAMPION, settings:
         architecture=meta["architecture"],
         fingerprint=meta["fingerprint"],
         split_speakers=meta["split_speakers"],
-        config=TrainConfig(**meta["config"]),
+        config=TrainConfig(**{"corrupted_copies": 0, **meta["config"]}),  # fields older models did not record
         history=meta.get("history", {}),
         version=version,
         split_kind=meta.get("split_kind", "speaker"),

@@ -1,46 +1,43 @@
-"""The weekly retraining run as plain functions: corpora in, a registered (maybe promoted) model out.
+"""The one path from corpora to a champion: load -> split -> fit -> evaluate -> register -> promote.
 
-``flows/retrain.py`` runs each step as one Prefect task; :func:`run_retraining` runs them in
-order for a notebook. Steps: :func:`corpus_features` (featurise the training corpora into
-the Parquet store, skipping what it holds, then read the windows back), :func:`train_candidate`
-(speaker-independent split, train), :func:`evaluate_candidate` (on the held-out speakers,
-window probabilities averaged per utterance), :func:`register_candidate` (registry, the
-warehouse's model versions; promoted only when its UAR beats the champion's on the same test
-speakers), :func:`render_markdown` (metrics table and confusion matrix).
+``ser train``, the weekly retraining flow (``flows/retrain.py``, one Prefect task per step),
+cross-validation (``crossval.py``) and the tests' fixtures all call these functions, so a
+model is trained, described and promoted the same way wherever it comes from:
+
+- :func:`load_training_set`: the corpora's clips featurised into the Parquet store with the
+  FeatureSpec the config's input kind needs (stored content is skipped), read back aligned;
+- :func:`make_split`: speaker-independent (or, for comparison only, random) split;
+- :func:`fit`: corrupted copies of the *training* clips (``TrainConfig.corrupted_copies``),
+  then ``training.train``; the model carries its full FeatureSpec;
+- :func:`evaluate_held_out`: metrics on the held-out speakers, windows averaged per utterance;
+- :func:`register`: the registry and the warehouse's model versions together, promoted when
+  its UAR beats the champion's on the same test speakers;
+- :func:`promote`: make a version champion in the registry *and* the warehouse, so the
+  nightly run and the analysts' views always agree on the model.
+
+:func:`train_and_register` runs them in order (``step(name, fn)`` may wrap each one).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from .settings import Settings, get_settings
+from .settings import Settings
 
 Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
 
 
 @dataclass(frozen=True)
-class CorpusData:
-    """Training windows: ``keys`` (one row per window: utterance_id, speaker, emotion, ...) and
-    ``{family: (n, rows, frames)}``; ``extracted`` counts the windows featurised this run."""
+class TrainingSet:
+    """Labelled windows of the training corpora and the FeatureSpec they were made with."""
 
-    keys: pd.DataFrame
-    feats: dict[str, np.ndarray]
-    spec: Any
-    extracted: int
-    failures: tuple[str, ...]
-    elapsed_s: float
-
-
-@dataclass(frozen=True)
-class Candidate:
-    trained: Any  # training.TrainedModel
-    split: Any  # splits.Split over CorpusData.keys rows
+    data: Any  # dataset.LabelledSet
+    spec: Any  # features.FeatureSpec
     elapsed_s: float
 
 
@@ -51,77 +48,151 @@ class Registration:
     reason: str
 
 
-def corpus_features(settings: Settings, corpus_urls: Mapping[str, str], families: tuple[str, ...] = ("mfcc", "chroma", "mel", "contrast")) -> CorpusData:
-    """Features of every clip of the corpora ``{name: url}`` (names as ``corpora.read_corpus``
-    takes them), extracted only when the store lacks them."""
-    from .corpora import read_corpus
-    from .extraction import featurize
-    from .feature_store import read_features
+@dataclass(frozen=True)
+class TrainingRun:
+    """What :func:`train_and_register` did."""
+
+    training_set: TrainingSet
+    split: Any  # splits.Split over the training set's windows
+    trained: Any  # training.TrainedModel
+    metrics: dict[str, Any]
+    held_out: Any  # crossval.HeldOut: the test utterances' predictions
+    registration: Registration
+
+
+def training_spec(settings: Settings, config: Any) -> Any:
+    """The FeatureSpec a model of ``config`` is trained on (at ``settings.sample_rate``)."""
     from .features import FeatureSpec
+    from .model import feature_spec_for
+
+    return feature_spec_for(config.input_kind, FeatureSpec.from_settings(settings))
+
+
+def load_training_set(settings: Settings, corpus_urls: Mapping[str, str], config: Any, progress: bool = False) -> TrainingSet:
+    """Featurise ``{corpus name: url}`` (names as ``corpora.read_corpus`` takes them) into the
+    feature store and read the windows back with their labels."""
+    from .dataset import load_labelled
+    from .model import INPUT_FAMILIES
 
     if not corpus_urls:
         raise ValueError("no training corpora given: pass corpus_urls, e.g. {'ravdess': 's3://corpora/ravdess'}")
     start = time.perf_counter()
-    spec = FeatureSpec.from_settings(settings)
-    items = [item for name, url in corpus_urls.items() for item in read_corpus(name, url)]
-    summary = featurize(items, settings.feature_store_url, spec, workers=settings.workers, progress=False, settings=settings)
-    sources = sorted({item.corpus for item in items})
-    keys, feats = read_features(settings.feature_store_url, spec, sources=sources, families=families, settings=settings)
-    wanted = keys["utterance_id"].isin({item.utterance_id for item in items}).to_numpy()
-    keys = keys.loc[wanted].reset_index(drop=True)
-    feats = {f: a[wanted] for f, a in feats.items()}
-    failures = tuple(f"{f.path}: {f.reason}" for f in summary.failures)
-    return CorpusData(keys, feats, spec, summary.rows_written, failures, time.perf_counter() - start)
+    spec = training_spec(settings, config)
+    data = load_labelled(dict(corpus_urls), spec, INPUT_FAMILIES[config.input_kind], settings=settings, progress=progress)
+    if data.windows.empty:
+        raise ValueError(f"no usable labelled audio in {dict(corpus_urls)}")
+    return TrainingSet(data, spec, time.perf_counter() - start)
 
 
-def train_candidate(data: CorpusData, label_merge: str = "calm=neutral", epochs: int = 40, input_kind: str = "mfcc",
-                    architecture: str = "seed", seed: int = 0, normalization: str = "global") -> Candidate:
-    """Train on a speaker-independent split of ``data`` (no speaker in two parts)."""
+def make_split(training_set: TrainingSet, kind: str = "speaker", seed: int = 0,
+               test_speakers: Sequence[str] | None = None, fractions: Sequence[float] = (0.7, 0.2, 0.1)) -> Any:
+    """A split of the training set's *windows*, made over utterances: ``kind`` "speaker" (no
+    speaker in two parts; ``test_speakers`` pins the test part) or "random" (leaks voices:
+    comparison with the seed's protocol only, never promoted)."""
+    from .dataset import expand_split
+    from .splits import random_split, speaker_split
+
+    utterances = training_set.data.utterances
+    if kind == "random":
+        split = random_split(utterances, fractions, seed=seed)
+    elif kind == "speaker":
+        split = speaker_split(utterances, fractions, seed=seed, test_speakers=list(test_speakers) if test_speakers else None)
+    else:
+        raise ValueError(f"unknown split {kind!r}; choose 'speaker' or 'random'")
+    return expand_split(split, utterances, training_set.data.windows)
+
+
+def fit(training_set: TrainingSet, split: Any, config: Any, progress: Callable[[str], None] | None = None,
+        audio_cache: dict[str, np.ndarray] | None = None, settings: Settings | None = None) -> Any:
+    """Train on ``split.train`` (plus ``config.corrupted_copies`` corrupted copies of those
+    clips), early-stop on ``split.val``; the TrainedModel. ``audio_cache`` keeps decoded clips
+    between calls (cross-validation)."""
+    from .dataset import corrupted_copies
     from .labels import LabelSet, parse_merge
-    from .splits import speaker_split
-    from .training import TrainConfig, train
+    from .training import train
 
-    start = time.perf_counter()
-    labels = LabelSet.from_merge(parse_merge(label_merge))
-    split = speaker_split(data.keys, seed=seed)
-    config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization, epochs=epochs, seed=seed)
-    trained = train(data.feats, data.keys["emotion"], data.keys["speaker"], split, labels, data.spec.hash, config,
-                    utterance_ids=data.keys["utterance_id"], progress=None)
-    return Candidate(trained, split, time.perf_counter() - start)
+    data, spec = training_set.data, training_set.spec
+    labels = LabelSet.from_merge(parse_merge(config.label_merge))
+    extra = None
+    if config.corrupted_copies > 0:
+        extra = corrupted_copies(data, split.train, spec, config.corrupted_copies, config.seed, audio_cache, settings)
+    return train(data.features, data.windows.emotion, data.windows.speaker, split, labels, spec.hash, config,
+                 utterance_ids=list(data.windows.utterance_id), augmented=extra, progress=progress,
+                 feature_spec=spec.to_dict())
 
 
-def evaluate_candidate(candidate: Candidate, data: CorpusData) -> dict[str, Any]:
-    """Metrics on the held-out test speakers, one row per utterance (windows averaged)."""
+def evaluate_held_out(trained: Any, training_set: TrainingSet, rows: np.ndarray) -> tuple[dict[str, Any], Any]:
+    """Metrics (``evaluation.evaluate``, by corpus and gender) and predictions of the windows at ``rows``."""
+    from .crossval import evaluation_groups, predict_held_out
     from .evaluation import evaluate
-    from .inference import predict_proba
 
-    test = np.asarray(candidate.split.test)
-    keys = data.keys.iloc[test].reset_index(drop=True)
-    proba = predict_proba(candidate.trained, {f: a[test] for f, a in data.feats.items()}, list(keys["speaker"]),
-                          data.spec, utterance_ids=list(keys["utterance_id"]))
-    first = keys.drop_duplicates("utterance_id")
-    labels = candidate.trained.labels
-    y_true = labels.indices(first["emotion"])
-    groups = {c: list(first[c]) for c in ("corpus", "gender") if c in first and first[c].notna().all()}
-    return evaluate(y_true, proba, labels.labels, groups)
+    held = predict_held_out(trained, training_set.data, rows, training_set.spec)
+    return evaluate(held.y, held.proba, trained.labels.labels, evaluation_groups(held.utterances)), held
 
 
-def register_candidate(settings: Settings, candidate: Candidate, metrics: Mapping[str, Any], promote: bool = True) -> Registration:
-    """Save the model in the registry and the warehouse's model versions; promote it only if
-    ``promote`` and its UAR beats the champion's on the same test speakers."""
+def _record_in_warehouse(con: Any, version: str, meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+    from . import warehouse
+
+    warehouse.record_model_version(con, version, metrics={k: metrics.get(k) for k in ("uar", "accuracy", "ece", "n")},
+                                   labels=list(meta["labels"]), feature_spec=meta["feature_spec_hash"])
+
+
+def register(settings: Settings, trained: Any, metrics: Mapping[str, Any], promote_if_better: bool = True) -> Registration:
+    """Save ``trained`` in the registry and record it in the warehouse; with
+    ``promote_if_better``, promote it (both places) when its UAR beats the champion's on the
+    same test speakers."""
     from . import registry, warehouse
 
-    version = registry.save_model(candidate.trained, dict(metrics), settings.registry_url, settings=settings)
-    promoted, reason = registry.promote_if_better(version, settings.registry_url, settings) if promote else (False, "promotion disabled")
+    version = registry.save_model(trained, dict(metrics), settings.registry_url, settings=settings)
+    promoted, reason = (registry.promote_if_better(version, settings.registry_url, settings)
+                        if promote_if_better else (False, "promotion not asked for"))
     with warehouse.writing(settings.warehouse_path, settings=settings) as con:
-        warehouse.record_model_version(con, version, metrics={k: metrics.get(k) for k in ("uar", "accuracy", "ece", "n")},
-                                       labels=candidate.trained.labels.labels, feature_spec=candidate.trained.feature_spec_hash)
+        _record_in_warehouse(con, version, trained.metadata(), metrics)
         if promoted:
             warehouse.promote_model(con, version)
     return Registration(version, promoted, reason)
 
 
-def render_markdown(registration: Registration, metrics: Mapping[str, Any], data: CorpusData | None = None) -> str:
+def promote(settings: Settings, version: str) -> None:
+    """Make ``version`` the champion: the registry's pointer (what the nightly run labels
+    with) and the warehouse's promotion (what the views report), recording the version in the
+    warehouse first if it was trained elsewhere."""
+    from . import registry, warehouse
+
+    trained_meta = registry.model_meta(version, settings.registry_url, settings)  # raises ModelNotFound
+    registry.promote(version, settings.registry_url, settings)
+    with warehouse.writing(settings.warehouse_path, settings=settings) as con:
+        known = con.execute("SELECT 1 FROM model_versions WHERE model_version = ?", [version]).fetchall()
+        if not known:
+            _record_in_warehouse(con, version, trained_meta, registry.load_metrics(version, settings.registry_url, settings))
+        warehouse.promote_model(con, version)
+
+
+def train_and_register(
+    settings: Settings,
+    corpus_urls: Mapping[str, str],
+    config: Any = None,
+    *,
+    split: str = "speaker",
+    test_speakers: Sequence[str] | None = None,
+    promote_if_better: bool = True,
+    progress: Callable[[str], None] | None = None,
+    step: Step | None = None,
+) -> TrainingRun:
+    """Load, split, fit, evaluate on the test speakers, register (and maybe promote)."""
+    from .training import TrainConfig
+
+    call = step or (lambda _name, fn: fn)
+    config = config or TrainConfig()
+    training_set = call("training-set", load_training_set)(settings, dict(corpus_urls), config)
+    split_w = call("split", make_split)(training_set, split, config.seed, test_speakers)
+    trained = call("train", fit)(training_set, split_w, config, progress, None, settings)
+    metrics, held = call("evaluate", evaluate_held_out)(trained, training_set, split_w.test)
+    registration = call("register", register)(settings, trained, metrics, promote_if_better)
+    return TrainingRun(training_set, split_w, replace(trained, version=registration.version), metrics, held, registration)
+
+
+def render_markdown(registration: Registration, metrics: Mapping[str, Any], training_set: TrainingSet | None = None) -> str:
     """Metrics table (overall and per class) and the confusion matrix, as markdown."""
     labels = list(metrics.get("labels", []))
     lines = [
@@ -137,8 +208,8 @@ def render_markdown(registration: Registration, metrics: Mapping[str, Any], data
         f"| macro F1 | {metrics.get('macro', {}).get('f1', float('nan')):.3f} |",
         f"| ECE | {metrics.get('ece', float('nan')):.3f} |",
     ]
-    if data is not None:
-        lines.append(f"| training windows (extracted this run) | {len(data.keys)} ({data.extracted}) |")
+    if training_set is not None:
+        lines.append(f"| training windows | {len(training_set.data.windows)} |")
     lines += ["", "## Per class", "", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for label in labels:
         m = metrics.get("per_class", {}).get(label, {})
@@ -152,27 +223,3 @@ def render_markdown(registration: Registration, metrics: Mapping[str, Any], data
         gap = group["largest_gap"]["uar"]
         lines += ["", f"UAR gap across {name}: {gap['gap']:.3f} (best {gap['best']}, worst {gap['worst']})."]
     return "\n".join(lines) + "\n"
-
-
-def run_retraining(
-    corpus_urls: Mapping[str, str],
-    epochs: int = 40,
-    label_merge: str = "calm=neutral",
-    promote: bool = True,
-    *,
-    architecture: str = "seed",
-    normalization: str = "global",
-    input_kind: str | None = None,
-    settings: Settings | None = None,
-    step: Step | None = None,
-) -> tuple[Registration, dict[str, Any], str]:
-    """Featurise, train, evaluate, register (and maybe promote); returns the registration, the
-    test metrics and the markdown report."""
-    call = step or (lambda _name, fn: fn)
-    settings = settings or get_settings()
-    data = call("corpus-features", corpus_features)(settings, dict(corpus_urls))
-    candidate = call("train", train_candidate)(data, label_merge, epochs, input_kind or settings.model_input, architecture,
-                                               normalization=normalization)
-    metrics = call("evaluate", evaluate_candidate)(candidate, data)
-    registration = call("register", register_candidate)(settings, candidate, metrics, promote)
-    return registration, metrics, render_markdown(registration, metrics, data)

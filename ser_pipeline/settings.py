@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,10 +48,11 @@ class Settings(BaseSettings):
     batch_size: int = 1024
     decode_span_s: float = 600.0  # a recording is decoded at most this many seconds at a time
 
-    # Model.
-    model_input: Literal["mfcc", "stacked"] = "mfcc"
-    label_merge: str = ""  # e.g. "calm=neutral"
+    # Model (how models are trained is TrainConfig's: one recipe for the CLI and the flows).
     model_version: str = "champion"
+    # Session context: the chance that a participant's emotion persists to their next
+    # utterance (the sticky transition matrix of context.py in the nightly run).
+    context_stay: float = Field(default=0.8, gt=0.0, lt=1.0)
 
     # Warehouse.
     warehouse_wait_s: float = 30.0

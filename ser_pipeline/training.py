@@ -18,16 +18,21 @@ from typing import Any
 import numpy as np
 
 from .labels import LabelSet
-from .model import FAMILIES, build_model, input_shape_for
+from .model import INPUT_FAMILIES, build_model
 from .normalization import Normalizer, fit_normalizer
 from .splits import Split
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    architecture: str = "seed"  # "seed" (the reference CNN) or "pooled"; see model.py
-    input_kind: str = "mfcc"  # "mfcc" or "stacked" (Settings.model_input)
-    normalization: str = "global"  # "global" or "speaker"; see normalization.py
+    """How a model is trained. The defaults are the recommended recipe (docs/MODEL.md), used
+    by ``ser train``, the weekly retraining flow and the demo alike."""
+
+    architecture: str = "mlp"  # "mlp" (on functionals), "pooled" or "seed" (the reference CNN); see model.py
+    input_kind: str = "functionals"  # "functionals", "stacked" or "mfcc" (model.INPUT_FAMILIES)
+    normalization: str = "speaker"  # "speaker" or "global"; see normalization.py
+    corrupted_copies: int = 2  # corrupted copies of each training clip (conditions.corrupt_for_training); 0: none
+    label_merge: str = ""  # e.g. "calm=neutral"; empty: the 8 emotions as the corpora label them
     epochs: int = 100
     batch_size: int = 32  # 0: from the device's free memory (device.py; 32 on a CPU)
     learning_rate: float = 1e-3
@@ -75,11 +80,12 @@ class TrainedModel:
 
 def model_inputs(features: Mapping[str, np.ndarray], input_kind: str) -> np.ndarray:
     """The families an input kind uses, stacked on the row axis: ``(n, rows, frames)`` float32."""
-    input_shape_for(input_kind)  # validates the kind
-    missing = [f for f in FAMILIES[input_kind] if f not in features]
+    if input_kind not in INPUT_FAMILIES:
+        raise ValueError(f"unknown model input {input_kind!r}; choose one of {sorted(INPUT_FAMILIES)}")
+    missing = [f for f in INPUT_FAMILIES[input_kind] if f not in features]
     if missing:
         raise ValueError(f"input {input_kind!r} needs feature families {missing}, which were not given")
-    return np.concatenate([np.asarray(features[f], dtype=np.float32) for f in FAMILIES[input_kind]], axis=1)
+    return np.concatenate([np.asarray(features[f], dtype=np.float32) for f in INPUT_FAMILIES[input_kind]], axis=1)
 
 
 def training_fingerprint(utterance_ids: Sequence[str], emotions: Sequence[str]) -> str:
@@ -179,7 +185,7 @@ def train(
 
     plan = current_plan()  # a GPU when the backend sees one; mixed precision where it is safe
     with dtype_policy(plan):
-        model = build_model(config.architecture, input_shape_for(config.input_kind, x_all.shape[2]), n_classes)
+        model = build_model(config.architecture, (*x_all.shape[1:], 1), n_classes)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate),
         loss="categorical_crossentropy",

@@ -120,12 +120,18 @@ def _resolve(value: Any, parameters: Mapping[str, Any]) -> Any:
     return value
 
 
-def _applicable(suite: dict[str, Any], df: pd.DataFrame, parameters: Mapping[str, Any], families: set[str] | None) -> tuple[list[dict], list[str]]:
-    """Split the suite's expectations into those that apply to this batch and skip notes."""
+def _applicable(suite: dict[str, Any], df: pd.DataFrame, parameters: Mapping[str, Any], families: set[str] | None,
+                spec_families: set[str] | None = None) -> tuple[list[dict], list[str]]:
+    """Split the suite's expectations into those that apply to this batch and skip notes.
+
+    Expectations of a family the batch's FeatureSpec does not have (``spec_families``) do
+    not apply at all; those of a spec family missing from the batch are skipped, with a note."""
     keep, skipped = [], []
     for exp in suite["expectations"]:
         meta = exp.get("meta", {})
         name = f"{exp['type']}({exp['kwargs'].get('column', '')})"
+        if spec_families is not None and meta.get("family") and meta["family"] not in spec_families:
+            continue
         if families is not None and meta.get("family") and meta["family"] not in families:
             skipped.append(f"{name}: family {meta['family']} not in batch")
             continue
@@ -165,13 +171,14 @@ def run_suite(
     parameters: Mapping[str, Any] | None = None,
     *,
     families: set[str] | None = None,
+    spec_families: set[str] | None = None,
 ) -> ValidationResult:
     """Validate ``df`` (already holding any computed columns) against suite ``name``."""
     from great_expectations.core import ExpectationSuite
 
     parameters = dict(parameters or {})
     suite = load_suite(name)
-    expectations, skipped = _applicable(suite, df, parameters, families)
+    expectations, skipped = _applicable(suite, df, parameters, families, spec_families)
     gx_suite = ExpectationSuite(name=suite["name"], expectations=expectations, meta=suite.get("meta"))
     context = _gx_context()
     batch = (
@@ -297,14 +304,14 @@ def feature_summary_frame(keys: pd.DataFrame, feats: Mapping[str, np.ndarray], w
 
 def validate_features(keys: pd.DataFrame, feats: Mapping[str, np.ndarray], spec: Any, *, window_column: str = "window") -> ValidationResult:
     """Run the ``features`` suite on a feature batch made with ``spec`` (a ``FeatureSpec``:
-    ``.families`` rows per family, ``.n_frames``). Families absent from ``feats`` are skipped."""
+    ``.families`` rows per family, ``.frames`` columns). Families absent from ``feats`` are skipped."""
     summary = feature_summary_frame(keys, feats, window_column)
-    parameters: dict[str, Any] = {"n_frames": int(spec.n_frames)}
+    parameters: dict[str, Any] = {"n_frames": int(spec.frames)}
     parameters.update({f"{family}_rows": int(rows) for family, rows in spec.families.items()})
     unknown = set(feats) - set(spec.families)
     if unknown:
         raise ValueError(f"feature families {sorted(unknown)} are not in the FeatureSpec ({sorted(spec.families)})")
-    return run_suite("features", summary, parameters, families=set(feats))
+    return run_suite("features", summary, parameters, families=set(feats), spec_families=set(spec.families))
 
 
 # -- predictions ------------------------------------------------------------------------------

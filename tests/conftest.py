@@ -87,12 +87,9 @@ def tiny_champion(tmp_path_factory):
     """A registry holding a small really-trained champion, shared by the whole session:
     ``(registry_url, version)``. Training costs seconds, so every test that only needs *a*
     model labelling audio uses this one."""
-    from ser_pipeline.settings import Settings
-    from support.tiny_model import train_tiny_champion
+    from support.tiny_model import shared_champion
 
-    root = tmp_path_factory.mktemp("tiny-champion")
-    registry_url = (root / "registry").as_uri()
-    return registry_url, train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings())
+    return shared_champion(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

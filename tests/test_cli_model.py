@@ -66,8 +66,8 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
         for flac in (ravdess_dir / actor).glob("*.flac"):
             (subset / actor / flac.name).symlink_to(flac)
     env = {"SER_FEATURE_STORE_URL": (tmp_path / "store").as_uri(), "SER_REGISTRY_URL": (tmp_path / "reg").as_uri(), "SER_WORKERS": "2"}
-    trained = ser("train", "--corpus", f"ravdess={subset}", "--architecture", "pooled", "--normalization", "speaker",
-                  "--epochs", "5", "--json", "--out", str(tmp_path / "report"), env=env)
+    trained = ser("train", "--corpus", f"ravdess={subset}", "--features", "stacked", "--architecture", "pooled",
+                  "--normalization", "speaker", "--augment", "0", "--epochs", "5", "--json", "--out", str(tmp_path / "report"), env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = json.loads(trained.stdout)
     assert len(result["test_speakers"]) == 1 and result["test_speakers"][0].startswith("ravdess:")
@@ -76,8 +76,8 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     assert (tmp_path / "report" / "confusion_matrix.png").exists()
     assert "epoch   1/5" in trained.stderr
 
-    crossval = ser("train", "--corpus", f"ravdess={subset}", "--architecture", "pooled", "--normalization", "speaker",
-                   "--epochs", "1", "--kfold", "2", "--json", "--out", str(tmp_path / "cv"), env=env)
+    crossval = ser("train", "--corpus", f"ravdess={subset}", "--features", "stacked", "--architecture", "pooled",
+                   "--normalization", "speaker", "--augment", "0", "--epochs", "1", "--kfold", "2", "--json", "--out", str(tmp_path / "cv"), env=env)
     assert crossval.returncode == 0, crossval.stderr[-3000:]
     cv = json.loads(crossval.stdout)
     held = [s for fold in cv["folds"] for s in fold["test_speakers"]]

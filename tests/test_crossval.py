@@ -4,7 +4,7 @@ from _synthetic import synthetic_set
 from ser_pipeline.crossval import cross_validate
 from ser_pipeline.dataset import LabelledSet
 from ser_pipeline.features import FeatureSpec
-from ser_pipeline.labels import LabelSet
+from ser_pipeline.retraining import TrainingSet
 from ser_pipeline.training import TrainConfig
 
 
@@ -16,10 +16,10 @@ def _labelled(n_speakers=8):
 
 def test_every_speaker_is_held_out_once_and_predictions_are_pooled():
     data = _labelled()
-    labels = LabelSet(labels=("neutral", "happy", "sad", "angry"))
-    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="speaker", epochs=8, batch_size=16)
+    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="speaker", corrupted_copies=0, epochs=8,
+                         batch_size=16)
     lines = []
-    cv = cross_validate(data, labels, FeatureSpec(), config, k=2, seed=0, progress=lines.append)
+    cv = cross_validate(TrainingSet(data, FeatureSpec(), 0.0), config, k=2, seed=0, progress=lines.append)
 
     held = [s for f in cv.folds for s in f.test_speakers]
     assert sorted(held) == sorted(data.windows.speaker.unique())  # each once

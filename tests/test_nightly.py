@@ -108,7 +108,7 @@ def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
     assert report.failed and report.status == "failed" and report.batches_failed == 1
     failed = [r for _, r in report.validations if not r.success]
     assert [r.suite for r in failed] == ["features"]
-    assert any(f.column in ("mel_max", "mfcc_max") for f in failed[0].failed)
+    assert any(f.column in ("mel_max", "mfcc_max", "functionals_max") for f in failed[0].failed)
     assert report.predictions_loaded == (truth.session_id == "SV01-S01").sum()
     sessions = {r[0] for r in _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances")}
     assert sessions == {"SV01-S01"}
@@ -194,7 +194,7 @@ def test_decoding_a_recording_once_gives_the_windows_of_decoding_each_utterance(
     batch = planned.batches[0]
     spec = FeatureSpec.from_settings(settings)
     # Spans of at most 6 s: several decodes per recording, each sliced into utterances.
-    made = featurise_batch(settings.model_copy(update={"decode_span_s": 6.0}), batch)
+    made = featurise_batch(settings.model_copy(update={"decode_span_s": 6.0}), batch, spec)
     assert not made.quarantined and set(made.timings) == {"decode + resample", "features", "feature store"}
     def alone_samples(u):  # each utterance decoded by itself, DC offset removed as featurise does
         y = load_audio(u.source_uri, spec.sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s).samples
@@ -213,6 +213,7 @@ def test_decoding_a_recording_once_gives_the_windows_of_decoding_each_utterance(
 def test_a_recording_cut_short_quarantines_only_the_utterances_past_the_cut(env):
     import soundfile as sf
 
+    from ser_pipeline.features import FeatureSpec
     from ser_pipeline.nightly import featurise_batch
 
     tmp_path, _ = env
@@ -222,7 +223,7 @@ def test_a_recording_cut_short_quarantines_only_the_utterances_past_the_cut(env)
     y, sr = sf.read(path, dtype="float32")
     cut_s = (batch.utterances[3].start_s + batch.utterances[3].end_s) / 2
     sf.write(path, y[: int(cut_s * sr)], sr)  # a valid but shorter file: the tail's turns have no audio
-    made = featurise_batch(settings, batch)
+    made = featurise_batch(settings, batch, FeatureSpec.from_settings(settings))
     gone = {q.content_hash for q in made.quarantined}
     assert gone == {u.utterance_id for u in batch.utterances[4:]}
     assert set(made.keys.utterance_id) == {u.utterance_id for u in batch.utterances[:4]}

@@ -55,19 +55,19 @@ def test_augmented_copies_are_added_to_training_only_and_a_leaky_split_is_refuse
     aug = ({k: v[split.train] * 1.01 for k, v in feats.items()}, list(items.emotion.iloc[split.train]),
            list(items.speaker.iloc[split.train]))
     trained = train(feats, items.emotion, items.speaker, split, labels, "h",
-                    TrainConfig(architecture="pooled", epochs=1), augmented=aug, progress=None)
+                    TrainConfig(architecture="pooled", input_kind="mfcc", epochs=1), augmented=aug, progress=None)
     assert trained.history["loss"]
     leaky = Split(train=np.arange(len(items)), val=split.val, test=split.test, train_speakers=(), val_speakers=(),
                   test_speakers=split.test_speakers, kind="speaker")
     with pytest.raises(ValueError, match="not speaker-disjoint"):
-        train(feats, items.emotion, items.speaker, leaky, labels, "h", TrainConfig(architecture="pooled", epochs=1), progress=None)
+        train(feats, items.emotion, items.speaker, leaky, labels, "h", TrainConfig(architecture="pooled", input_kind="mfcc", epochs=1), progress=None)
 
 
 def test_progress_line_per_epoch():
     feats, items = synthetic_set(n_speakers=6, per_class=2, frames=16)
     lines = []
     train(feats, items.emotion, items.speaker, speaker_split(items, seed=0), LabelSet(labels=("neutral", "happy", "sad", "angry")),
-          "h", TrainConfig(architecture="pooled", epochs=3, early_stopping_patience=100), progress=lines.append)
+          "h", TrainConfig(architecture="pooled", input_kind="mfcc", epochs=3, early_stopping_patience=100), progress=lines.append)
     assert len(lines) == 3 and lines[0].startswith("epoch   1/3") and "val_loss" in lines[0]
 
 

@@ -104,10 +104,14 @@ def test_manifest_files_are_looked_up_on_the_object_store_path_given(survey, tmp
 
 @dataclass(frozen=True)
 class _Spec:
-    """The two FeatureSpec attributes the features suite reads."""
+    """The FeatureSpec attributes the features suite reads."""
 
     n_frames: int = 173
     families: dict = None
+
+    @property
+    def frames(self) -> int:
+        return self.n_frames
 
     def __post_init__(self):
         object.__setattr__(self, "families", {"mfcc": 40, "chroma": 12, "mel": 128, "contrast": 7})

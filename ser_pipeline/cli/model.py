@@ -24,16 +24,7 @@ def _parse_corpora(values: list[str]) -> dict[str, str]:
     return corpora
 
 
-def _evaluate_rows(trained: Any, data: Any, rows: Any, spec: Any) -> tuple[dict, Any, Any, Any]:
-    """Utterance-level metrics on the windows at ``rows``: (metrics, y, proba, utterances)."""
-    from ..crossval import evaluation_groups, predict_held_out
-    from ..evaluation import evaluate
-
-    held = predict_held_out(trained, data, rows, spec)
-    return evaluate(held.y, held.proba, trained.labels.labels, evaluation_groups(held.utterances)), held.y, held.proba, held.utterances
-
-
-def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any, seed: int = 0) -> dict[str, Any]:
+def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any, stay: float, seed: int = 0) -> dict[str, Any]:
     """Accuracy/UAR before and after forward filtering on pseudo-sessions of the evaluated speakers."""
     import numpy as np
     from sklearn.metrics import recall_score
@@ -49,7 +40,7 @@ def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any
         sequences = [codes[sessions == s] for s in dict.fromkeys(sessions)]
         transition, source = fit_transitions(sequences, n_classes), "fitted on pseudo-sessions of the training speakers"
     else:
-        transition, source = sticky_transitions(n_classes, 0.8), "sticky default (stay 0.8)"
+        transition, source = sticky_transitions(n_classes, stay), f"sticky default (stay {stay})"
     order, sessions = assemble_sessions(utterances.emotion, utterances.speaker, seed=seed)
     filtered = filter_sessions(proba[order], sessions, transition)
     y_ord = y[order]
@@ -67,39 +58,25 @@ def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any
     }
 
 
-def _augmented_features(data: Any, train_rows: Any, copies: int, spec: Any, seed: int) -> tuple[dict, list, list]:
-    """Features of ``copies`` augmented versions of each training utterance's audio."""
-    import numpy as np
+def _train_config(**flags: Any) -> Any:
+    """TrainConfig's defaults (the recommended recipe) with the flags that were given."""
+    from ..training import TrainConfig
 
-    from ..audio import load_audio
-    from ..augment import augment_training_split
-    from ..features import clip_windows, extract_features
-
-    train_utts = data.windows.iloc[train_rows].drop_duplicates("utterance_id").reset_index(drop=True)
-    clips = [load_audio(path, spec.sample_rate).samples for path in train_utts.path]
-    new, source = augment_training_split(clips, np.arange(len(clips)), spec.sample_rate, copies, seed)
-    windows, emotions, speakers = [], [], []
-    for clip, src in zip(new, source):
-        for window in clip_windows(clip, spec):
-            windows.append(window)
-            emotions.append(train_utts.emotion.iloc[src])
-            speakers.append(train_utts.speaker.iloc[src])
-    return extract_features(windows, spec), emotions, speakers
+    return TrainConfig(**{k: v for k, v in flags.items() if v is not None})
 
 
-def _cross_validate(data: Any, labels: Any, spec: Any, config: Any, k: int, seed: int, out: Path | None, as_json: bool,
-                    augment: Any) -> None:
+def _cross_validate(settings: Any, training_set: Any, config: Any, k: int, out: Path | None, as_json: bool) -> None:
     """``ser train --kfold K``: pooled held-out metrics and one line per fold."""
     from ..crossval import cross_validate
     from ..evaluation import write_report
 
-    cv = cross_validate(data, labels, spec, config, k=k, seed=seed, augment=augment,
-                        progress=lambda line: typer.echo(line, err=True))
+    cv = cross_validate(training_set, config, k=k, seed=config.seed, progress=lambda line: typer.echo(line, err=True),
+                        settings=settings)
     metrics = cv.metrics
     folds = [{"fold": f.index + 1, "test_speakers": list(f.test_speakers), "val_speakers": list(f.val_speakers),
               "uar": f.uar, "accuracy": f.accuracy, "epochs run": f.epochs} for f in cv.folds]
     details = {"architecture": config.architecture, "input": config.input_kind, "normalization": config.normalization,
-               "split": f"{k}-fold over speakers, held-out predictions pooled",
+               "corrupted copies": config.corrupted_copies, "split": f"{k}-fold over speakers, held-out predictions pooled",
                "fold UARs": ", ".join(f"{f['uar']:.1%} ({'+'.join(f['test_speakers'])})" for f in folds)}
     if out is not None:
         write_report(out, {**metrics, "folds": folds}, cv.held_out.y, cv.held_out.proba, title=f"{k}-fold cross-validation", details=details)
@@ -107,12 +84,18 @@ def _cross_validate(data: Any, labels: Any, spec: Any, config: Any, k: int, seed
         print_json({**details, "folds": folds, "n": metrics["n"], "uar": metrics["uar"], "accuracy": metrics["accuracy"],
                     "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],
                     "largest_gap": {g: v["largest_gap"] for g, v in metrics["groups"].items()},
-                    "skipped_inputs": [list(s) for s in data.skipped]})
+                    "skipped_inputs": [list(s) for s in training_set.data.skipped]})
         return
     for f in folds:
         typer.echo(f"fold {f['fold']}: UAR {f['uar']:.1%}, accuracy {f['accuracy']:.1%} on {', '.join(f['test_speakers'])}")
     typer.echo(f"{k}-fold over {metrics['n']} utterances: UAR {metrics['uar']:.1%}, accuracy {metrics['accuracy']:.1%}, "
                f"macro F1 {metrics['macro']['f1']:.1%}")
+
+
+def _sessions_line(score: dict[str, Any]) -> str:
+    return (f"accuracy {score['accuracy']:.1%} (context {score['context_accuracy']:.1%}), UAR {score['uar']:.1%} "
+            f"(context {score['context_uar']:.1%}) on {score['n_labelled']} of {score['n_truth_clips']} clips "
+            f"({score['n_unlabelled']} not labelled), {score.get('sessions', '?')} sessions, condition {score['condition']}")
 
 
 def register(app: typer.Typer) -> None:
@@ -122,14 +105,18 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         corpus: list[str] = typer.Option(..., "--corpus", help=CORPUS_HELP),
-        features: str = typer.Option(None, "--features", help="Model input: mfcc (the seed's) or stacked (all four families). Default: SER_MODEL_INPUT."),
-        architecture: str = typer.Option("seed", "--architecture", help="seed (the reference CNN) or pooled (time statistics + dense; see docs/MODEL.md)."),
-        normalization: str = typer.Option("global", "--normalization", help="global, or speaker (per-speaker statistics; prediction needs speaker ids)."),
+        features: str = typer.Option(None, "--features", help="Model input: functionals (default: statistics over speech "
+                                     "frames), stacked (all four frame families) or mfcc (the seed's)."),
+        architecture: str = typer.Option(None, "--architecture", help="mlp (default, on functionals), pooled (time "
+                                         "statistics + dense) or seed (the reference CNN; use with --features mfcc)."),
+        normalization: str = typer.Option(None, "--normalization", help="speaker (default: per-speaker statistics; "
+                                          "prediction needs speaker ids) or global."),
         split: str = typer.Option("speaker", "--split", help="speaker (no speaker in two parts) or random (the seed's leaky split, comparison only)."),
-        epochs: int = typer.Option(100, "--epochs", min=1, help="Most epochs; early stopping usually ends sooner."),
-        batch_size: int = typer.Option(32, "--batch-size", min=1),
-        augment: int = typer.Option(0, "--augment", min=0, help="Augmented copies per training utterance (noise, pitch, stretch)."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and shuffling."),
+        epochs: int = typer.Option(None, "--epochs", min=1, help="Most epochs (default 100); early stopping usually ends sooner."),
+        batch_size: int = typer.Option(None, "--batch-size", min=1),
+        augment: int = typer.Option(None, "--augment", min=0, help="Corrupted copies per training clip (noise 0-40 dB SNR, "
+                                    "reverb, gain, band limits, codecs; default 2; 0: none)."),
+        seed: int = typer.Option(None, "--seed", help="Seed for the split, corruption, initialisation and shuffling."),
         kfold: int = typer.Option(0, "--kfold", min=0, help="Cross-validate instead: K models, each speaker held out once, "
                                   "predictions pooled into one evaluation (for choosing models; nothing is stored)."),
         test_speakers: str = typer.Option(None, "--test-speakers", help="Pin the test speakers (comma-separated ids, or 'champion' for the champion's) so figures are comparable."),
@@ -139,117 +126,134 @@ def register(app: typer.Typer) -> None:
         promote: bool = typer.Option(True, "--promote/--no-promote", help="Promote if it beats the champion's UAR on the same test speakers."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
-        """Train on labelled corpora, evaluate on held-out speakers, store in the registry."""
+        """Train on labelled corpora, evaluate on held-out speakers, store in the registry.
+
+        With no options this trains the recommended recipe (docs/MODEL.md)."""
+        from ..model import ARCHITECTURES, INPUT_FAMILIES
+
         if kfold and (split != "speaker" or test_speakers):
             fail("--kfold makes its own speaker folds: drop --split random and --test-speakers", EXIT_USAGE)
-        for name, value, allowed in (("--features", features, ("mfcc", "stacked", None)), ("--architecture", architecture, ("seed", "pooled")),
-                                     ("--normalization", normalization, ("global", "speaker")), ("--split", split, ("speaker", "random"))):
+        for name, value, allowed in (("--features", features, (*INPUT_FAMILIES, None)), ("--architecture", architecture, (*ARCHITECTURES, None)),
+                                     ("--normalization", normalization, ("global", "speaker", None)), ("--split", split, ("speaker", "random"))):
             if value not in allowed:
                 fail(f"{name} must be one of {[a for a in allowed if a]}, not {value!r}", EXIT_USAGE)
         corpora = _parse_corpora(corpus)
-        from ..dataset import expand_split, load_labelled
         from ..errors import SerError
         from ..evaluation import write_report
-        from ..features import FeatureSpec
-        from ..labels import LabelSet, parse_merge
-        from ..model import FAMILIES
-        from ..registry import promote_if_better, save_model
-        from ..splits import random_split, speaker_split
-        from ..training import TrainConfig, train
+        from ..labels import parse_merge
+        from ..retraining import load_training_set, train_and_register
 
-        settings = settings_from(registry_url=registry, model_input=features, label_merge=label_merge)
+        settings = settings_from(registry_url=registry)
+        config = _train_config(architecture=architecture, input_kind=features, normalization=normalization, epochs=epochs,
+                               batch_size=batch_size, corrupted_copies=augment, seed=seed, label_merge=label_merge)
         try:
-            labels = LabelSet.from_merge(parse_merge(settings.label_merge))
+            parse_merge(config.label_merge)
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
-        spec = FeatureSpec.from_settings(settings)
-        input_kind = settings.model_input
         try:
-            data = load_labelled(corpora, spec, FAMILIES[input_kind], settings=settings, progress=not as_json)
-            if data.windows.empty:
-                fail("no usable labelled audio in the given corpora")
-            utterances = data.utterances
-            config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization,
-                                 epochs=epochs, batch_size=batch_size, seed=seed)
             if kfold:
-                _cross_validate(data, labels, spec, config, kfold, seed, out, as_json,
-                                (lambda rows: _augmented_features(data, rows, augment, spec, seed)) if augment else None)
+                _cross_validate(settings, load_training_set(settings, corpora, config, progress=not as_json), config, kfold, out, as_json)
                 return
-            if split == "random":
-                split_u = random_split(utterances, seed=seed)
-            else:
-                pinned = None
-                if test_speakers == "champion":
-                    from ..registry import load_model as _load
+            pinned = None
+            if test_speakers == "champion":
+                from ..registry import load_model as _load
 
-                    pinned = _load(settings.registry_url, "champion", settings).split_speakers["test"]
-                elif test_speakers:
-                    pinned = [s.strip() for s in test_speakers.split(",") if s.strip()]
-                split_u = speaker_split(utterances, seed=seed, test_speakers=pinned)
-            split_w = expand_split(split_u, utterances, data.windows)
-            extra = _augmented_features(data, split_w.train, augment, spec, seed) if augment else None
-            trained = train(data.features, data.windows.emotion, data.windows.speaker, split_w, labels, spec.hash, config,
-                            utterance_ids=list(data.windows.utterance_id), augmented=extra, feature_spec=spec.to_dict())
-            metrics, y, proba, _ = _evaluate_rows(trained, data, split_w.test, spec)
-            version = save_model(trained, metrics, registry_url=settings.registry_url, settings=settings)
-            promoted, reason = promote_if_better(version, settings.registry_url, settings) if promote else (False, "--no-promote")
+                pinned = _load(settings.registry_url, "champion", settings).split_speakers["test"]
+            elif test_speakers:
+                pinned = [s.strip() for s in test_speakers.split(",") if s.strip()]
+            run = train_and_register(settings, corpora, config, split=split, test_speakers=pinned, promote_if_better=promote,
+                                     progress=lambda line: typer.echo(line, err=True))
         except (SerError, ValueError) as exc:
             fail(str(exc))
-        details = {"version": version, "architecture": architecture, "input": input_kind, "normalization": normalization,
-                   "split": split, "test speakers": ", ".join(split_w.test_speakers) if split == "speaker" else "random utterances",
-                   "epochs run": len(trained.history.get("loss", []))}
+        metrics, split_w, version = run.metrics, run.split, run.registration.version
+        details = {"version": version, "architecture": config.architecture, "input": config.input_kind,
+                   "normalization": config.normalization, "corrupted copies": config.corrupted_copies, "split": split,
+                   "test speakers": ", ".join(split_w.test_speakers) if split == "speaker" else "random utterances",
+                   "epochs run": len(run.trained.history.get("loss", []))}
         if out is not None:
-            write_report(out, metrics, y, proba, title=f"Model {version}", details=details)
+            write_report(out, metrics, run.held_out.y, run.held_out.proba, title=f"Model {version}", details=details)
         result = {**details, "test_speakers": list(split_w.test_speakers) if split == "speaker" else [],
                   "val_speakers": list(split_w.val_speakers), "train_speakers": list(split_w.train_speakers),
                   "uar": metrics["uar"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],
-                  "promoted": promoted, "promotion": reason, "skipped_inputs": [list(s) for s in data.skipped]}
+                  "promoted": run.registration.promoted, "promotion": run.registration.reason,
+                  "skipped_inputs": [list(s) for s in run.training_set.data.skipped]}
         if as_json:
             print_json(result)
         else:
             typer.echo(f"model {version}: test UAR {metrics['uar']:.1%}, accuracy {metrics['accuracy']:.1%} "
                        f"on {metrics['n']} utterances ({details['test speakers']})")
-            typer.echo(f"promotion: {'yes' if promoted else 'no'} ({reason})")
-            if data.skipped:
-                typer.echo(f"{len(data.skipped)} inputs skipped (see --json)")
+            typer.echo(f"promotion: {'yes' if run.registration.promoted else 'no'} ({run.registration.reason})")
+            if run.training_set.data.skipped:
+                typer.echo(f"{len(run.training_set.data.skipped)} inputs skipped (see --json)")
 
     @app.command("evaluate")
     def evaluate_cmd(
         corpus: list[str] = typer.Option(..., "--corpus", help=CORPUS_HELP),
         model: str = typer.Option("champion", "--model", help="A version from `ser models list`, or champion."),
         speakers: str = typer.Option("test", "--speakers", help="test: only the model's held-out test speakers; all: every speaker given."),
+        condition: str = typer.Option(None, "--condition", help="Also degrade the clips: comma-separated recording "
+                                      "conditions (clean, snr30, snr20, snr10, reverb, telephone, codec, gain, mix, "
+                                      "whiteN/pinkN/brownN/babbleN), one result row each."),
+        sessions: bool = typer.Option(False, "--sessions", help="Also assemble focus-group sessions from these clips "
+                                      "(4 speakers each, pauses, a -54 dBFS noise floor, reverberation, diarizer turns), "
+                                      "label them through the nightly path into a fresh DuckDB file and score its labels."),
         context: bool = typer.Option(False, "--context", help="Also measure session-context filtering on pseudo-sessions of these speakers."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the conditions and sessions."),
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
         out: Path = typer.Option(None, "--out", help="Write metrics.json, report.md and PNGs here."),
         as_json: bool = typer.Option(False, "--json", help="Print the metrics summary as JSON."),
     ) -> None:
         """Evaluate a registry model on corpora (by default on its own test speakers)."""
+        import tempfile
+
         import numpy as np
 
         if speakers not in ("test", "all"):
             fail("--speakers must be test or all", EXIT_USAGE)
+        from ..conditions import parse_conditions
+
+        try:
+            conditions = parse_conditions(condition) if condition else []
+        except ValueError as exc:
+            fail(str(exc), EXIT_USAGE)
         corpora = _parse_corpora(corpus)
         from ..dataset import load_labelled
         from ..errors import SerError
         from ..evaluation import write_report
-        from ..features import FeatureSpec
-        from ..model import FAMILIES
+        from ..inference import spec_of
+        from ..model import INPUT_FAMILIES
         from ..registry import load_model
+        from ..retraining import TrainingSet, evaluate_held_out
 
         settings = settings_from(registry_url=registry)
+        rows_by_condition, session_score = [], None
         try:
             trained = load_model(settings.registry_url, model, settings)
             if speakers == "test" and trained.split_kind != "speaker":
                 fail(f"model {trained.version} was trained on a random split: its test speakers were also trained on; "
                      "evaluate it with --speakers all on corpora it has not seen")
-            spec = FeatureSpec.from_dict(trained.feature_spec) if trained.feature_spec else FeatureSpec.from_settings(settings)
-            data = load_labelled(corpora, spec, FAMILIES[trained.input_kind], settings=settings, progress=not as_json)
+            spec = spec_of(trained, settings)
+            data = load_labelled(corpora, spec, INPUT_FAMILIES[trained.input_kind], settings=settings, progress=not as_json)
             chosen = data.windows.speaker.isin(set(trained.split_speakers.get("test", []))) if speakers == "test" else data.windows.speaker.notna()
             rows = np.flatnonzero(chosen.to_numpy())
             if not len(rows):
                 fail(f"none of the model's test speakers {trained.split_speakers.get('test')} are in the given corpora; use --speakers all")
-            metrics, y, proba, utterances = _evaluate_rows(trained, data, rows, spec)
-            ctx = _context_effect(trained, data, y, proba, utterances) if context else None
+            metrics, held = evaluate_held_out(trained, TrainingSet(data, spec, 0.0), rows)
+            y, proba, utterances = held.y, held.proba, held.utterances
+            ctx = _context_effect(trained, data, y, proba, utterances, settings.context_stay) if context else None
+            if conditions:
+                from ..robustness import condition_row, evaluate_conditions
+
+                rows_by_condition = [condition_row(r) for r in evaluate_conditions(trained, utterances, spec, conditions, seed, settings=settings)]
+            if sessions:
+                from ..corpora import read_corpus
+                from ..session_scoring import evaluate_sessions
+
+                wanted = set(utterances.utterance_id)
+                clips = [i for name, url in corpora.items() for i in read_corpus(name, url) if i.utterance_id in wanted]
+                with tempfile.TemporaryDirectory(prefix="ser-sessions-") as workdir:
+                    session_score = evaluate_sessions(settings, clips, workdir, model=str(trained.version), seed=seed)
+                session_score = {k: v for k, v in session_score.items() if k not in ("run", "archive_url", "warehouse_path")}
         except (SerError, ValueError) as exc:
             fail(str(exc))
         details = {"model": trained.version, "speakers": ", ".join(sorted(set(utterances.speaker)))}
@@ -257,21 +261,35 @@ def register(app: typer.Typer) -> None:
             details["context (forward filter)"] = (
                 f"accuracy {ctx['accuracy_before']:.1%} -> {ctx['accuracy_after']:.1%}, UAR {ctx['uar_before']:.1%} -> "
                 f"{ctx['uar_after']:.1%} on {ctx['sessions']} pseudo-sessions; transitions {ctx['transition']}")
+        if session_score:
+            details["sessions (nightly path)"] = _sessions_line(session_score)
+        extra_md = None
+        if rows_by_condition:
+            from ..robustness import conditions_markdown
+
+            extra_md = conditions_markdown(rows_by_condition)
         if out is not None:
-            write_report(out, {**metrics, "context": ctx}, y, proba, title=f"Model {trained.version}", details=details)
+            write_report(out, {**metrics, "context": ctx, "conditions": rows_by_condition, "sessions": session_score}, y, proba,
+                         title=f"Model {trained.version}", details=details, extra_markdown=extra_md)
         summary = {**details, "n": metrics["n"], "uar": metrics["uar"], "accuracy": metrics["accuracy"],
                    "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],
-                   "largest_gap": {k: g["largest_gap"] for k, g in metrics["groups"].items()}, "context": ctx}
+                   "largest_gap": {k: g["largest_gap"] for k, g in metrics["groups"].items()}, "context": ctx,
+                   "conditions": rows_by_condition, "sessions": session_score}
         if as_json:
             print_json(summary)
-        else:
-            typer.echo(f"model {trained.version} on {metrics['n']} utterances: UAR {metrics['uar']:.1%}, "
-                       f"accuracy {metrics['accuracy']:.1%}, macro F1 {metrics['macro']['f1']:.1%}, ECE {metrics['ece']:.3f}")
-            for name, group in metrics["groups"].items():
-                gap = group["largest_gap"]["uar"]
-                typer.echo(f"  by {name}: UAR gap {gap['gap']:.1%} ({gap['best']} best, {gap['worst']} worst)")
-            if ctx:
-                typer.echo(f"  context: {details['context (forward filter)']}")
+            return
+        typer.echo(f"model {trained.version} on {metrics['n']} utterances: UAR {metrics['uar']:.1%}, "
+                   f"accuracy {metrics['accuracy']:.1%}, macro F1 {metrics['macro']['f1']:.1%}, ECE {metrics['ece']:.3f}")
+        for name, group in metrics["groups"].items():
+            gap = group["largest_gap"]["uar"]
+            typer.echo(f"  by {name}: UAR gap {gap['gap']:.1%} ({gap['best']} best, {gap['worst']} worst)")
+        if ctx:
+            typer.echo(f"  context: {details['context (forward filter)']}")
+        for r in rows_by_condition:
+            gap = "" if r["gender_gap"] is None else f", gender gap {r['gender_gap']:.1%}"
+            typer.echo(f"  {r['condition']:<10} UAR {r['uar']:.1%}, accuracy {r['accuracy']:.1%}, ECE {r['ece']:.3f}{gap}")
+        if session_score:
+            typer.echo(f"  sessions: {details['sessions (nightly path)']}")
 
     @app.command("predict")
     def predict_cmd(
@@ -286,8 +304,8 @@ def register(app: typer.Typer) -> None:
 
         from ..audio import load_audio
         from ..errors import AudioDecodeError, SerError
-        from ..features import FeatureSpec, clip_windows, extract_features
-        from ..inference import predict_proba
+        from ..features import clip_windows, extract_features
+        from ..inference import predict_proba, spec_of
         from ..registry import load_model
 
         settings = settings_from(registry_url=registry)
@@ -295,7 +313,7 @@ def register(app: typer.Typer) -> None:
             trained = load_model(settings.registry_url, model, settings)
         except SerError as exc:
             fail(str(exc))
-        spec = FeatureSpec.from_dict(trained.feature_spec) if trained.feature_spec else FeatureSpec.from_settings(settings)
+        spec = spec_of(trained, settings)
         norm = trained.normalizer
         if norm.mode == "speaker" and (speaker is None or len(files) < norm.min_speaker_utterances):
             typer.secho(f"warning: model {trained.version} normalises per speaker; with "
@@ -362,12 +380,13 @@ def register(app: typer.Typer) -> None:
         version: str = typer.Argument(..., help="The version to make champion."),
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
     ) -> None:
-        """Make VERSION the champion used by prediction."""
-        from ..registry import ModelNotFound, promote
+        """Make VERSION the champion: the model the nightly run labels with and the one the warehouse's views report."""
+        from ..errors import SerError
+        from ..retraining import promote
 
         settings = settings_from(registry_url=registry)
         try:
-            promote(version, settings.registry_url, settings)
-        except ModelNotFound as exc:
+            promote(settings, version)
+        except SerError as exc:
             fail(str(exc))
-        typer.echo(f"champion: {version}")
+        typer.echo(f"champion: {version} (registry and warehouse {settings.warehouse_path})")

@@ -6,27 +6,26 @@ from __future__ import annotations
 import numpy as np
 
 
-def train_tiny_champion(corpus_url: str, registry_url: str, settings=None, epochs: int = 3, seed: int = 0) -> str:
-    """Generate a small corpus at ``corpus_url``, train on it, register and promote; the version."""
-    from ser_pipeline import registry, synth
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
-    from ser_pipeline.labels import LabelSet
-    from ser_pipeline.splits import speaker_split
-    from ser_pipeline.training import TrainConfig, train
+def train_tiny_champion(root, epochs: int = 3, seed: int = 0) -> tuple[str, str]:
+    """Generate a small corpus under ``root``, train the recommended recipe on it through the
+    library's one training path (``retraining.train_and_register``), register and promote it.
+    Returns ``(registry_url, version)``; its stores and warehouse live under ``root`` too."""
+    from pathlib import Path
 
-    items = synth.generate_corpus(corpus_url, n_speakers=4, utterances_per_emotion=2, seed=seed, duration_s=(1.0, 2.0))
-    spec = FeatureSpec.from_settings(settings)
-    windows = [clip_windows(load_audio(path, spec.sample_rate, settings=settings).samples, spec)[0] for path in items["path"]]
-    feats = extract_features(windows, spec)
-    split = speaker_split(items, seed=seed)
-    labels = LabelSet.from_merge({})
-    config = TrainConfig(architecture="pooled", epochs=epochs, batch_size=16, seed=seed, early_stopping_patience=epochs)
-    trained = train(feats, items["emotion"], items["speaker"], split, labels, spec.hash, config,
-                    utterance_ids=items["utterance_id"], progress=None)
-    version = registry.save_model(trained, {"uar": 0.0, "accuracy": 0.0}, registry_url, settings=settings)
-    registry.promote(version, registry_url, settings=settings)
-    return version
+    from ser_pipeline import registry, retraining, synth
+    from ser_pipeline.settings import Settings
+    from ser_pipeline.training import TrainConfig
+
+    root = Path(root)
+    settings = Settings(registry_url=(root / "registry").as_uri(), feature_store_url=(root / "features").as_uri(),
+                        warehouse_path=root / "warehouse.duckdb", archive_url=(root / "archive").as_uri())
+    corpus = (root / "corpus").as_uri()
+    synth.generate_corpus(corpus, n_speakers=4, utterances_per_emotion=2, seed=seed, duration_s=(1.0, 2.0))
+    config = TrainConfig(epochs=epochs, batch_size=16, seed=seed, early_stopping_patience=epochs, corrupted_copies=1)
+    run = retraining.train_and_register(settings, {"synth": corpus}, config, promote_if_better=False)
+    retraining.promote(settings, run.registration.version)
+    assert registry.champion_version(settings.registry_url, settings=settings) == run.registration.version
+    return settings.registry_url, run.registration.version
 
 
 def as_float_wav_scaled(path, factor: float) -> None:
@@ -41,11 +40,7 @@ _SHARED: dict[str, tuple[str, str]] = {}
 
 
 def shared_champion(tmp_path_factory) -> tuple[str, str]:
-    """``(registry_url, version)`` of one tiny champion per test session (tests only read it)."""
+    """``(registry_url, version)`` of the one tiny champion of the test session (tests only read it)."""
     if "champion" not in _SHARED:
-        from ser_pipeline.settings import Settings
-
-        root = tmp_path_factory.mktemp("shared-champion")
-        registry_url = (root / "registry").as_uri()
-        _SHARED["champion"] = (registry_url, train_tiny_champion((root / "corpus").as_uri(), registry_url, Settings()))
+        _SHARED["champion"] = train_tiny_champion(tmp_path_factory.mktemp("shared-champion"))
     return _SHARED["champion"]
