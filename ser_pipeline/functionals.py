@@ -17,7 +17,8 @@ order:
 
 Speech frames: frames with audio (not zero padding) whose energy is within
 ``spec.speech_gate_db`` of the window's loudest frame and at least 3 dB above its noise
-floor (the 10th percentile of frame energies) - a noise-floor-relative energy gate. At least
+floor (the 10th percentile of frame energies) - a noise-floor-relative energy gate; frames
+within 6 dB of the loudest always count (a window of steady speech has no floor). At least
 ten frames are kept (the loudest ones) so that every window has a vector.
 
 The pitch track comes from the same power spectrogram as the other families (no second
@@ -97,7 +98,8 @@ def speech_mask(energy_db: np.ndarray, has_audio: np.ndarray, gate_db: float) ->
         if not len(audio):
             continue
         levels = energy_db[i, audio]
-        threshold = max(levels.max() - gate_db, np.percentile(levels, 10) + 3.0)
+        # the floor gate only where there is a floor: a window of steady speech has none
+        threshold = min(max(levels.max() - gate_db, np.percentile(levels, 10) + 3.0), levels.max() - 6.0)
         chosen = audio[levels > threshold]
         if len(chosen) < min(_MIN_SPEECH_FRAMES, len(audio)):
             chosen = audio[np.argsort(levels)[::-1][:_MIN_SPEECH_FRAMES]]
@@ -149,6 +151,9 @@ def summarise(frames: dict[str, np.ndarray], power: np.ndarray, spec: Any, activ
     out = np.empty((b, len(functional_names(spec)), 1), np.float32)
     for i in range(b):
         chosen = speech[i]
+        if not chosen.any():  # an all-zero window: nothing to describe
+            out[i] = 0.0
+            continue
         rows = stacked[i][:, chosen]
         mfcc = frames["mfcc"][i][:, chosen]
         delta_std = np.diff(mfcc, axis=1).std(axis=1) if mfcc.shape[1] > 1 else np.zeros(len(mfcc))
