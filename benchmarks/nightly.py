@@ -3,8 +3,9 @@
 Runs ``ser_pipeline.nightly.run_nightly`` (discover, hash + segment, decode + resample,
 features, inference, context, validation, Parquet and DuckDB loads) over a generated archive
 of at least ``--hours`` of focus-group audio, into a fresh feature store and warehouse, and
-prints the rate end to end and per stage. Generating the archive and training the champion
-(the seed CNN, a few epochs on generated speech) are not timed; both are cached under
+prints the rate end to end and per stage, and the CPU cost of each part of the feature
+extraction per hour of audio. Generating the archive and training the champion (the
+recommended recipe, a few epochs on generated speech) are not timed; both are cached under
 ``--workdir`` between runs.
 
 In the same run it measures the reference on a sample of whole sessions: every utterance
@@ -64,33 +65,73 @@ def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None
 
 
 def make_champion(root: Path, architecture: str, input_kind: str, normalization: str, epochs: int, seed: int) -> str:
-    """A registry (cached) whose champion is ``architecture`` trained on a small generated corpus."""
-    registry = root / f"registry-{architecture}-{input_kind}-{normalization}-{epochs}-{seed}"
+    """A registry (cached) whose champion is that recipe trained on a small generated corpus,
+    through the library's one training path (``retraining.train_and_register``)."""
+    registry = root / f"registry-v2-{architecture}-{input_kind}-{normalization}-{epochs}-{seed}"
     if (registry / ".complete").exists():
         return registry.as_uri()
     shutil.rmtree(registry, ignore_errors=True)
-    print(f"training a {architecture} champion (not timed) ...", file=sys.stderr, flush=True)
-    from ser_pipeline import registry as reg
-    from ser_pipeline import synth
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
-    from ser_pipeline.labels import LabelSet
-    from ser_pipeline.splits import speaker_split
-    from ser_pipeline.training import TrainConfig, train
+    print(f"training a {architecture}/{input_kind} champion (not timed) ...", file=sys.stderr, flush=True)
+    from ser_pipeline import retraining, synth
+    from ser_pipeline.settings import Settings
+    from ser_pipeline.training import TrainConfig
 
     corpus = root / f"corpus-{seed}"
     shutil.rmtree(corpus, ignore_errors=True)
-    items = synth.generate_corpus(corpus.as_uri(), n_speakers=8, utterances_per_emotion=4, seed=seed, duration_s=(1.5, 3.0))
-    spec = FeatureSpec()
-    windows = [clip_windows(load_audio(p, spec.sample_rate).samples, spec)[0] for p in items["path"]]
-    feats = extract_features(windows, spec)
-    config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization, epochs=epochs, batch_size=32, seed=seed, early_stopping_patience=epochs)
-    trained = train(feats, items["emotion"], items["speaker"], speaker_split(items, seed=seed), LabelSet.from_merge({}),
-                    spec.hash, config, utterance_ids=items["utterance_id"], progress=None, feature_spec=spec.to_dict())
-    version = reg.save_model(trained, {"uar": 0.0, "accuracy": 0.0}, registry.as_uri())
-    reg.promote(version, registry.as_uri())
+    synth.generate_corpus(corpus.as_uri(), n_speakers=8, utterances_per_emotion=4, seed=seed, duration_s=(1.5, 3.0))
+    work = root / f"training-{seed}"
+    shutil.rmtree(work, ignore_errors=True)
+    settings = Settings(registry_url=registry.as_uri(), feature_store_url=(work / "features").as_uri(),
+                        warehouse_path=work / "warehouse.duckdb")
+    config = TrainConfig(architecture=architecture, input_kind=input_kind, normalization=normalization, epochs=epochs,
+                         seed=seed, early_stopping_patience=epochs)
+    run = retraining.train_and_register(settings, {"synth": corpus.as_uri()}, config, promote_if_better=False)
+    retraining.promote(settings, run.registration.version)
     (registry / ".complete").touch()
     return registry.as_uri()
+
+
+def family_costs(archive_url: str, spec, n_windows: int = 256) -> dict[str, float]:
+    """CPU seconds per hour of audio of each part of feature extraction, on ``n_windows``
+    windows cut from the archive's first recording, one thread (the nightly run spreads
+    windows over threads). Parts: the STFT, mel + MFCC, chroma, spectral contrast, and for
+    a functionals spec the pitch track and the statistics over speech frames."""
+    import numpy as np
+
+    from ser_pipeline import features as F
+    from ser_pipeline import functionals
+    from ser_pipeline.audio import load_audio
+    from ser_pipeline.manifest import list_surveys, read_survey
+
+    cut: list[np.ndarray] = []
+    for session in read_survey(list_surveys(archive_url)[0]).sessions:
+        samples = load_audio(session.audio_url, spec.sample_rate).samples
+        cut += [samples[i : i + spec.n_samples] for i in range(0, len(samples) - spec.n_samples, spec.n_samples)]
+        if len(cut) >= n_windows:
+            break
+    windows = np.stack(cut[:n_windows])  # back-to-back 4 s windows of recorded sessions
+    audio_h = len(windows) * spec.n_samples / spec.sample_rate / 3600
+    banks = F._banks(spec)
+    costs: dict[str, float] = defaultdict(float)
+    buf = np.empty((4, spec.n_frames, spec.n_fft))
+    with F.one_blas_thread():
+        for start in range(0, len(windows), 4):
+            batch = windows[start : start + 4]
+            active = F._active_frames(batch, spec)
+            t = time.process_time()
+            power = F._stft_power(batch, spec, banks.window, buf, active)
+            costs["STFT"] += time.process_time() - t
+            t = time.process_time()
+            frames = F._frame_families(power, spec, banks, active)
+            costs["mel, MFCC, chroma, contrast"] += time.process_time() - t
+            if spec.output == "functionals":
+                t = time.process_time()
+                functionals.pitch_track(power, spec, active)
+                costs["pitch track"] += time.process_time() - t
+                t = time.process_time()
+                functionals.summarise(frames, power, spec, active)
+                costs["functionals (incl. pitch)"] += time.process_time() - t
+    return {name: seconds / audio_h for name, seconds in costs.items()}
 
 
 def timed_steps(seconds: dict[str, float]):
@@ -155,14 +196,21 @@ def run_reference(archive_url: str, registry_url: str, n_sessions: int) -> tuple
     from ser_pipeline.registry import load_model
     from ser_pipeline.segmentation import segment_recording
 
+    from ser_pipeline.features import extract_features
+    from ser_pipeline.inference import spec_of
+
     trained = load_model(registry_url, "champion")
-    spec = FeatureSpec()
+    spec = spec_of(trained)
+    # The naive librosa recipe exists for frame features; a functionals champion's reference
+    # is the same features computed one utterance at a time (no batching, no threads).
+    naive = extract_features_naive if spec.output == "frames" else extract_features
+    naive_name = "features (naive librosa)" if spec.output == "frames" else "features (one utterance at a time)"
     sessions = [s for url in list_surveys(archive_url) for s in read_survey(url).sessions][:n_sessions]
     seconds: dict[str, float] = defaultdict(float)
     audio_s = 0.0
     # Warm-up outside the timing (imports, the model's first call).
     warm = clip_windows(load_audio(sessions[0].audio_url, spec.sample_rate, duration_s=2.0).samples, spec)
-    predict_proba(trained, extract_features_naive(warm, spec), None, spec)
+    predict_proba(trained, naive(warm, spec), None, spec)
     for session in sessions:
         audio_s += sf.info(session.audio_url.removeprefix("file://")).duration
         t = time.perf_counter()
@@ -174,8 +222,8 @@ def run_reference(archive_url: str, registry_url: str, n_sessions: int) -> tuple
             clips = clip_windows(audio.samples, spec)
             seconds["decode + resample"] += time.perf_counter() - t
             t = time.perf_counter()
-            feats = extract_features_naive(clips, spec)
-            seconds["features (naive librosa)"] += time.perf_counter() - t
+            feats = naive(clips, spec)
+            seconds[naive_name] += time.perf_counter() - t
             t = time.perf_counter()
             predict_proba(trained, feats, None, spec, utterance_ids=[u.session_id] * len(clips))
             seconds["inference (per utterance)"] += time.perf_counter() - t
@@ -187,11 +235,14 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=1.0, help="at least this much audio in the archive")
     parser.add_argument("--sample-rate", type=int, default=44_100, help="recordings' rate (the pipeline resamples to 22 050)")
     parser.add_argument("--sidecar", default="mixed", help="csv, rttm, mixed or none (none: every session segmented by VAD)")
-    # The default champion is the one the weekly retraining produces (prefect.yaml); --architecture
-    # seed --input mfcc --normalization global is the seed's CNN.
-    parser.add_argument("--architecture", default="pooled", help="the champion's architecture: pooled or seed (the CNN)")
-    parser.add_argument("--input", default="stacked", help="the champion's input: stacked or mfcc")
-    parser.add_argument("--normalization", default="speaker", help="the champion's normalisation: speaker or global")
+    # The default champion is the recipe the weekly retraining trains (TrainConfig's defaults);
+    # --architecture seed --input mfcc --normalization global is the seed's CNN.
+    from ser_pipeline.training import TrainConfig
+
+    recipe = TrainConfig()
+    parser.add_argument("--architecture", default=recipe.architecture, help="the champion's architecture: mlp, pooled or seed (the CNN)")
+    parser.add_argument("--input", default=recipe.input_kind, help="the champion's input: functionals, stacked or mfcc")
+    parser.add_argument("--normalization", default=recipe.normalization, help="the champion's normalisation: speaker or global")
     parser.add_argument("--reference-sessions", type=int, default=2, help="sessions the naive reference runs on")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ser-bench-nightly")
     parser.add_argument("--seed", type=int, default=7)
@@ -208,6 +259,10 @@ def main() -> int:
     load_before = _load_average()
     wall, steps, summary = run_ours(archive_url, registry_url, args.workdir / "run")
     ref_audio_s, ref_wall, ref_steps = run_reference(archive_url, registry_url, args.reference_sessions)
+    from ser_pipeline.inference import spec_of
+    from ser_pipeline.registry import load_model
+
+    costs = family_costs(archive_url, spec_of(load_model(registry_url, "champion")))
     # The naive path end to end: our run with its decode, features and inference replaced by
     # the reference's cost per second of audio (the other steps are the same code in both).
     stages = summary["stage_seconds"]
@@ -225,6 +280,7 @@ def main() -> int:
         "reference": {"audio_s": round(ref_audio_s, 1), "wall_s": round(ref_wall, 2), "naive_end_to_end_s": round(naive_wall, 1),
                       "x_real_time": round(ref_x, 1),
                       "steps_s": {k: round(v, 3) for k, v in ref_steps.items()}},
+        "feature_cpu_s_per_audio_hour": {k: round(v, 2) for k, v in costs.items()},
         "ratio": round(ours_x / ref_x, 1), "cores": os.cpu_count(), "load_average": [load_before, _load_average()],
     }
     if args.json:
@@ -242,6 +298,9 @@ def main() -> int:
     print(f"{'  (process CPU time)':<28}{summary['cpu_s']:>9.2f}{audio_s / summary['cpu_s']:>13.0f}   per CPU second")
     print(f"  peak memory (RSS) of the process after the run: {summary['peak_rss_mb']:.0f} MB")
     print(f"  start-up imports, once per worker, not in the rate: {startup_s:.1f} s")
+    print("\nfeature extraction, CPU seconds per hour of audio (one thread):")
+    for name, cost in costs.items():
+        print(f"  {name:<30}{cost:>8.2f}")
     print(f"\nreference on {args.reference_sessions} sessions ({ref_audio_s:.0f} s of audio):")
     for name, s in ref_steps.items():
         print(f"  {name:<26}{s:>9.2f}{ref_audio_s / s if s else float('inf'):>13.0f}")

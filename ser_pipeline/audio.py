@@ -225,9 +225,11 @@ def _to_mono_resampled(block: np.ndarray, source_rate: int, sample_rate: int) ->
 
 
 def _repair_nonfinite(samples: np.ndarray, name: str, whole: bool = True) -> tuple[np.ndarray, int]:
-    """Set NaN and infinite samples (float WAVs from broken exports) to 0, before any downmix
-    or resampling spreads them over their neighbours; the count repaired. ``whole``: the
-    samples are the whole requested audio, so all of them bad is an error."""
+    """Replace NaN and infinite samples (float WAVs from broken exports) by the straight line
+    between their finite neighbours (a zero inside speech would be a click that every spectral
+    feature hears), before any downmix or resampling spreads them; the count repaired.
+    ``samples``: (n,) or (n, channels). ``whole``: the samples are the whole requested audio,
+    so all of them bad is an error."""
     bad = ~np.isfinite(samples)
     n_bad = int(bad.sum())
     if n_bad == 0:
@@ -235,7 +237,15 @@ def _repair_nonfinite(samples: np.ndarray, name: str, whole: bool = True) -> tup
     if whole and n_bad == samples.size:
         raise AudioDecodeError(name, "every sample is NaN or infinite")
     samples = samples.copy()
-    samples[bad] = 0.0
+    columns = samples.reshape(len(samples), -1)  # a view: (n, channels)
+    bad_columns = bad.reshape(len(samples), -1)
+    for channel in range(columns.shape[1]):
+        gaps = bad_columns[:, channel]
+        if gaps.all():
+            columns[:, channel] = 0.0
+        elif gaps.any():
+            at = np.flatnonzero(~gaps)
+            columns[gaps, channel] = np.interp(np.flatnonzero(gaps), at, columns[at, channel])
     return samples, n_bad
 
 

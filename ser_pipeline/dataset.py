@@ -24,6 +24,7 @@ class LabelledSet:
     windows: pd.DataFrame  # one row per window: utterance_id, speaker, gender, emotion, corpus, window, path
     features: dict[str, np.ndarray]  # family -> (n_windows, rows, frames)
     skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) of inputs that could not be used
+    extracted: int = 0  # windows featurised by the call that made this set (the rest came from the store)
 
     @property
     def utterances(self) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def load_labelled(
     for row in labels[~labels.utterance_id.isin(set(windows.utterance_id))].itertuples():
         if row.path not in failed:
             failures.append((row.path, "no features stored: its audio is byte-identical to another file's (kept once)"))
-    return LabelledSet(windows, {k: v[keep] for k, v in feats.items()}, tuple(failures))
+    return LabelledSet(windows, {k: v[keep] for k, v in feats.items()}, tuple(failures), summary.rows_written)
 
 
 def load_clips(paths: Sequence[str], sample_rate: int, cache: dict[str, np.ndarray] | None = None,

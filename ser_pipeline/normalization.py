@@ -10,6 +10,12 @@ utterances and frames:
   much of what differs between voices (vocal tract length, microphone, loudness), the
   known lever for unseen speakers. Speakers with fewer than ``min_speaker_utterances``
   utterances (or unknown speaker ``None``) fall back to the global training statistics.
+
+  With ``prior_utterances`` k > 0 a speaker's statistics are *shrunk* toward the global ones
+  as if k utterances at the global statistics were added to the speaker's n: mean
+  ``(n m_s + k m_g) / (n + k)``, and the pooled variance around it. A participant heard in
+  three turns of one mood is then standardised mostly by the population, one heard in sixty
+  mostly by themselves, instead of a cliff at ``min_speaker_utterances``.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class Normalizer:
     mean: np.ndarray  # (rows,) global training mean
     std: np.ndarray  # (rows,) global training std
     min_speaker_utterances: int = 5
+    prior_utterances: float = 0.0  # k of the shrinkage toward the global statistics; 0: none
 
     def transform(self, x: np.ndarray, speakers: Sequence[str | None] | None = None) -> np.ndarray:
         """Standardised float32 copy of ``x``. ``speakers`` (length n) is needed in speaker mode."""
@@ -72,6 +79,11 @@ class Normalizer:
                 continue
             part = x[rows]
             mean, std = _row_stats(part)
+            if self.prior_utterances > 0:
+                n, k = len(rows), self.prior_utterances
+                shrunk = (n * mean + k * self.mean) / (n + k)
+                var = (n * (std**2 + (mean - shrunk) ** 2) + k * (self.std**2 + (self.mean - shrunk) ** 2)) / (n + k)
+                mean, std = shrunk, np.maximum(np.sqrt(var), _EPS)
             _standardise(part, mean, std, part)
             out[rows] = part
             own[rows] = True
@@ -84,7 +96,8 @@ class Normalizer:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        meta = json.dumps({"mode": self.mode, "min_speaker_utterances": self.min_speaker_utterances})
+        meta = json.dumps({"mode": self.mode, "min_speaker_utterances": self.min_speaker_utterances,
+                           "prior_utterances": self.prior_utterances})
         np.savez(buf, mean=self.mean, std=self.std, meta=np.array(meta))
         return buf.getvalue()
 
@@ -93,12 +106,15 @@ class Normalizer:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             return cls(mode=meta["mode"], mean=npz["mean"], std=npz["std"],
-                       min_speaker_utterances=int(meta["min_speaker_utterances"]))
+                       min_speaker_utterances=int(meta["min_speaker_utterances"]),
+                       prior_utterances=float(meta.get("prior_utterances", 0.0)))
 
 
-def fit_normalizer(x_train: np.ndarray, mode: NormalizationMode = "global", min_speaker_utterances: int = 5) -> Normalizer:
+def fit_normalizer(x_train: np.ndarray, mode: NormalizationMode = "global", min_speaker_utterances: int = 5,
+                   prior_utterances: float = 0.0) -> Normalizer:
     """Fit on the *training* split's features ``(n, rows, frames)`` only."""
     if mode not in ("global", "speaker"):
         raise ValueError(f"unknown normalisation mode {mode!r}; choose 'global' or 'speaker'")
     mean, std = _row_stats(np.asarray(x_train))
-    return Normalizer(mode=mode, mean=mean, std=std, min_speaker_utterances=min_speaker_utterances)
+    return Normalizer(mode=mode, mean=mean, std=std, min_speaker_utterances=min_speaker_utterances,
+                      prior_utterances=prior_utterances)

@@ -209,7 +209,7 @@ def render_markdown(registration: Registration, metrics: Mapping[str, Any], trai
         f"| ECE | {metrics.get('ece', float('nan')):.3f} |",
     ]
     if training_set is not None:
-        lines.append(f"| training windows | {len(training_set.data.windows)} |")
+        lines.append(f"| training windows (extracted this run) | {len(training_set.data.windows)} ({training_set.data.extracted}) |")
     lines += ["", "## Per class", "", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for label in labels:
         m = metrics.get("per_class", {}).get(label, {})

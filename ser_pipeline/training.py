@@ -32,6 +32,7 @@ class TrainConfig:
     input_kind: str = "functionals"  # "functionals", "stacked" or "mfcc" (model.INPUT_FAMILIES)
     normalization: str = "speaker"  # "speaker" or "global"; see normalization.py
     corrupted_copies: int = 2  # corrupted copies of each training clip (conditions.corrupt_for_training); 0: none
+    speaker_prior_utterances: float = 5.0  # per-speaker statistics shrunk toward the global ones (normalization.py)
     label_merge: str = ""  # e.g. "calm=neutral"; empty: the 8 emotions as the corpora label them
     epochs: int = 100
     batch_size: int = 32  # 0: from the device's free memory (device.py; 32 on a CPU)
@@ -169,7 +170,9 @@ def train(
     if overlap:
         raise ValueError(f"speaker split is not speaker-disjoint: {sorted(overlap)} in train and test")
 
-    normalizer = fit_normalizer(x_all[split.train], mode=config.normalization)  # type: ignore[arg-type]
+    shrink = config.speaker_prior_utterances > 0
+    normalizer = fit_normalizer(x_all[split.train], mode=config.normalization,  # type: ignore[arg-type]
+                                min_speaker_utterances=1 if shrink else 5, prior_utterances=config.speaker_prior_utterances)
     x_train = normalizer.transform(x_all[split.train], speakers[split.train])
     y_train = y_all[split.train]
     if augmented is not None:

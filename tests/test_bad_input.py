@@ -4,6 +4,7 @@ earlier is lost or duplicated. Real model (the session's tiny champion), real Du
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+import soundfile as sf
 
 from support.messy import SR, speech, wav_bytes, write_long_wav, write_survey
 
@@ -43,7 +45,8 @@ def _bad_recordings(quirks_dir: Path) -> dict[str, tuple[str, bytes | Path]]:
     y = speech()
     clean = wav_bytes(y)
     rng = np.random.default_rng(7)
-    with_nonfinite = y.copy()
+    # the clean recording's 16-bit samples, stored as float with a few broken ones: only the defect differs
+    with_nonfinite = sf.read(io.BytesIO(clean), dtype="float32")[0]
     with_nonfinite[[1000, 25_000, 60_000, 61_000]] = [np.nan, np.inf, -np.inf, np.nan]
     recordings: dict[str, tuple[str, bytes | Path]] = {
         "clean": ("clean.wav", clean),
@@ -110,7 +113,8 @@ def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(
     stored_before = _rows(tmp_path, "SELECT * FROM predictions ORDER BY utterance_id")
     assert len(stored_before) == 6
 
-    write_survey(archive, "BAD", _bad_recordings(quirks_dir))
+    # each recording its own participant: a recording's probabilities do not depend on which others share its batch
+    write_survey(archive, "BAD", _bad_recordings(quirks_dir), participant_per_session=True)
     # A manifest row pointing at a file that is not there, and a manifest repeating a session id:
     # each survey is set aside whole (its manifest cannot be trusted), the others go on.
     write_survey(archive, "MISSING", {"MISSING-1": ("here.wav", wav_bytes(speech(seed=3))), "MISSING-2": ("gone.wav", None)})

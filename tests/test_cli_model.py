@@ -84,10 +84,17 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     assert sorted(held) == [f"ravdess:0{a}" for a in range(1, 5)] and cv["n"] == 240
     assert "fold 2/2: held out" in crossval.stderr and (tmp_path / "cv" / "report.md").exists()
 
-    evaluated = ser("evaluate", "--corpus", f"ravdess={subset}", "--context", "--json", env=env)
+    evaluated = ser("evaluate", "--corpus", f"ravdess={subset}", "--context", "--condition", "clean,snr10,telephone",
+                    "--json", "--out", str(tmp_path / "eval"), env=env)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     summary = json.loads(evaluated.stdout)
     assert summary["uar"] == pytest.approx(result["uar"]) and summary["context"]["utterances"] == 60
+    rows = {r["condition"]: r for r in summary["conditions"]}
+    assert list(rows) == ["clean", "snr10", "telephone"] and all(r["n"] == 60 for r in rows.values())
+    assert rows["clean"]["uar"] == pytest.approx(summary["uar"], abs=1e-6)  # clean is the plain evaluation
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["conditions"] == summary["conditions"]
+    assert "| snr10 | 60 |" in (tmp_path / "eval" / "report.md").read_text()
+    assert ser("evaluate", "--corpus", f"ravdess={subset}", "--condition", "snr10,foggy", env=env).returncode == 2
 
     files = sorted((ravdess_dir / "Actor_01").glob("*.flac"))[:6]
     predicted = ser("predict", *map(str, files), "--speaker", "ravdess:01", "--json", env=env)

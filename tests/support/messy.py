@@ -43,6 +43,7 @@ def write_survey(
     survey_id: str,
     recordings: Mapping[str, tuple[str, bytes | Path | None]],
     manifest_rows: list[dict] | None = None,
+    participant_per_session: bool = False,
 ) -> Path:
     """Write survey ``survey_id`` under ``archive``: ``recordings`` maps a session id to
     ``(audio_file, content)`` (bytes, or a file to copy; ``None`` writes nothing, for a
@@ -52,8 +53,11 @@ def write_survey(
 
     folder = archive / survey_id
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, people = [], []
     for i, (session_id, (audio_file, content)) in enumerate(recordings.items()):
+        participant = f"P{i + 1:03d}" if participant_per_session else PARTICIPANT
+        if participant not in people:
+            people.append(participant)
         if isinstance(content, Path):
             (folder / audio_file).write_bytes(content.read_bytes())
         elif content is not None:
@@ -61,10 +65,10 @@ def write_survey(
         rows.append({
             "session_id": session_id, "survey_id": survey_id, "audio_file": audio_file,
             "recorded_at": f"2026-03-{1 + i % 28:02d}T10:00:00+01:00", "moderator": "M1", "market": "DE",
-            "location": "Berlin", "participants": PARTICIPANT, "metadata": json.dumps({"case": session_id}),
+            "location": "Berlin", "participants": participant, "metadata": json.dumps({"case": session_id}),
         })
     rows += manifest_rows or []
-    pd.DataFrame([{"participant_id": PARTICIPANT, "age_band": "25-34", "gender": "female", "market": "DE", "segment": "A"}]).to_csv(
+    pd.DataFrame([{"participant_id": p, "age_band": "25-34", "gender": "female", "market": "DE", "segment": "A"} for p in people]).to_csv(
         folder / "participants.csv", index=False)
     pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
     return folder

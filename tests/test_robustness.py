@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from ser_pipeline.robustness import condition_row, conditions_markdown, evaluate_conditions, pool_results
+from support.tiny_model import shared_champion
+
+
+@pytest.fixture(scope="module")
+def model_and_clips(tmp_path_factory):
+    from ser_pipeline import registry, synth
+    from ser_pipeline.corpora import items_frame, read_synth
+    from ser_pipeline.inference import spec_of
+    from ser_pipeline.settings import Settings
+
+    registry_url, version = shared_champion(tmp_path_factory)
+    settings = Settings(registry_url=registry_url)
+    trained = registry.load_model(registry_url, version, settings=settings)
+    corpus = tmp_path_factory.mktemp("robustness-corpus").as_uri()
+    synth.generate_corpus(corpus, n_speakers=2, utterances_per_emotion=1, seed=5, duration_s=(1.0, 1.5))
+    return trained, items_frame(read_synth(corpus)), spec_of(trained, settings)
+
+
+@pytest.mark.slow
+def test_one_result_per_condition_on_the_same_clips_and_clean_is_the_plain_prediction(model_and_clips):
+    from ser_pipeline.dataset import load_clips
+    from ser_pipeline.features import clip_windows, extract_features
+    from ser_pipeline.inference import predict_proba
+
+    trained, clips, spec = model_and_clips
+    results = evaluate_conditions(trained, clips, spec, ["clean", "snr10", "reverb"], seed=3)
+    assert [r.condition for r in results] == ["clean", "snr10", "reverb"]
+    assert all(r.metrics["n"] == len(clips) and r.proba.shape == (len(clips), len(trained.labels)) for r in results)
+    windows, owners = [], []
+    for uid, samples in zip(clips.utterance_id, load_clips(list(clips.path), spec.sample_rate)):
+        for w in clip_windows(samples, spec):
+            windows.append(w)
+            owners.append(uid)
+    speakers = list(clips.set_index("utterance_id").loc[owners, "speaker"])
+    plain = predict_proba(trained, extract_features(windows, spec), speakers, spec, utterance_ids=owners)
+    np.testing.assert_allclose(results[0].proba, plain, atol=1e-5)
+    assert not np.allclose(results[1].proba, results[0].proba)  # the noise reached the model
+    again = evaluate_conditions(trained, clips, spec, ["snr10"], seed=3)[0]
+    np.testing.assert_array_equal(again.proba, results[1].proba)  # seeded per utterance
+
+
+@pytest.mark.slow
+def test_folds_pool_into_one_row_per_condition(model_and_clips):
+    trained, clips, spec = model_and_clips
+    speakers = sorted(clips.speaker.unique())
+    parts = [evaluate_conditions(trained, clips[clips.speaker == s], spec, ["clean", "telephone"]) for s in speakers]
+    pooled = pool_results(parts)
+    assert [r.condition for r in pooled] == ["clean", "telephone"] and pooled[0].metrics["n"] == len(clips)
+    correct = sum((p[0].proba.argmax(1) == p[0].y).sum() for p in parts)
+    assert pooled[0].metrics["accuracy"] == pytest.approx(correct / len(clips))
+    rows = [condition_row(r) for r in pooled]
+    assert set(rows[0]) >= {"condition", "n", "uar", "accuracy", "ece", "gender_gap"}
+    table = conditions_markdown(rows)
+    assert "| clean |" in table and "| telephone |" in table
