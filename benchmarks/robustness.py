@@ -15,6 +15,7 @@ K-fold cross-validation over speaker groups of the corpus (default ravdess-dev, 
 
     python benchmarks/robustness.py --sessions --tess ../shared/data/tess-subset --out reports/robustness
     python benchmarks/robustness.py --models champion --conditions clean,snr20 --folds 2   # quicker
+    python benchmarks/robustness.py --models champion --try no-copies:corrupted_copies=0   # a variant beside it
 
 Prints one table per model and writes ``robustness.json`` and ``robustness.md`` to ``--out``.
 Nothing is timed here: model figures only. Cost on 2 cores: ~10 min per recipe with
@@ -46,6 +47,17 @@ def recipes(seed_epochs: int):
         "seed": TrainConfig(architecture="seed", input_kind="mfcc", normalization="global", corrupted_copies=0,
                             epochs=seed_epochs),
     }
+
+
+def variant_of(config, changes: str):
+    """``config`` with ``"field=value,field=value"`` applied, each value parsed as its field's type."""
+    from dataclasses import replace
+
+    values = {}
+    for change in filter(None, changes.split(",")):
+        key, value = change.split("=", 1)
+        values[key] = type(getattr(config, key))(value)
+    return replace(config, **values)
 
 
 def run_recipe(name, config, settings, corpora, conditions, folds, seed, sessions, tess_items, workdir):
@@ -126,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tess", default=None, help="TESS folder for the cross-corpus row")
     parser.add_argument("--store", default=None, help="feature store URL to reuse between runs (default: a temporary one)")
     parser.add_argument("--out", default=None, help="folder for robustness.json and robustness.md")
+    parser.add_argument("--try", dest="variants", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
+                        help="also run the champion's recipe with TrainConfig fields changed (repeatable)")
     args = parser.parse_args(argv)
 
     from ser_pipeline.conditions import parse_conditions
@@ -139,13 +153,18 @@ def main(argv=None) -> int:
         return 0
     conditions = parse_conditions(args.conditions)
     chosen = recipes(args.seed_epochs)
+    names = [n for n in args.models.split(",") if n]
+    for variant in args.variants:
+        name, changes = variant.split(":", 1)
+        chosen[name] = variant_of(chosen["champion"], changes)
+        names.append(name)
     results = []
     with tempfile.TemporaryDirectory(prefix="ser-robustness-") as tmp:
         settings = Settings(feature_store_url=args.store or (Path(tmp) / "features").as_uri(),
                             registry_url=(Path(tmp) / "registry").as_uri(), warehouse_path=Path(tmp) / "warehouse.duckdb",
                             archive_url=(Path(tmp) / "archive").as_uri())
         tess_items = items_frame(read_corpus("tess", args.tess)) if args.tess else None
-        for name in args.models.split(","):
+        for name in names:
             result = run_recipe(name, chosen[name], settings, corpora, conditions, args.folds, args.seed, args.sessions,
                                 tess_items, tmp)
             results.append(result)

@@ -33,6 +33,8 @@ class TrainConfig:
     normalization: str = "speaker"  # "speaker" or "global"; see normalization.py
     corrupted_copies: int = 2  # corrupted copies of each training clip (conditions.corrupt_for_training); 0: none
     speaker_prior_utterances: float = 5.0  # per-speaker statistics shrunk toward the global ones (normalization.py)
+    heard_group_max: int = 8  # >0: corrupted copies standardised as few-turn participants (Normalizer.transform_as_heard)
+    clip_z: float = 5.0  # >0: standardised inputs clipped to +-clip_z (a new voice far outside the training voices)
     label_merge: str = ""  # e.g. "calm=neutral"; empty: the 8 emotions as the corpora label them
     epochs: int = 100
     batch_size: int = 32  # 0: from the device's free memory (device.py; 32 on a CPU)
@@ -172,12 +174,19 @@ def train(
 
     shrink = config.speaker_prior_utterances > 0
     normalizer = fit_normalizer(x_all[split.train], mode=config.normalization,  # type: ignore[arg-type]
-                                min_speaker_utterances=1 if shrink else 5, prior_utterances=config.speaker_prior_utterances)
+                                min_speaker_utterances=1 if shrink else 5, prior_utterances=config.speaker_prior_utterances,
+                                clip_z=config.clip_z)
     x_train = normalizer.transform(x_all[split.train], speakers[split.train])
     y_train = y_all[split.train]
     if augmented is not None:
         aug_feats, aug_emotions, aug_speakers = augmented
-        x_train = np.concatenate([x_train, normalizer.transform(model_inputs(aug_feats, config.input_kind), list(aug_speakers))])
+        x_aug = model_inputs(aug_feats, config.input_kind)
+        if config.heard_group_max > 0 and normalizer.mode == "speaker":
+            rng = np.random.default_rng([config.seed, 41])
+            x_aug = normalizer.transform_as_heard(x_aug, list(aug_speakers), list(aug_emotions), config.heard_group_max, rng)
+        else:
+            x_aug = normalizer.transform(x_aug, list(aug_speakers))
+        x_train = np.concatenate([x_train, x_aug])
         y_train = np.concatenate([y_train, np.asarray(labels.indices(aug_emotions), dtype=np.int64)])
     n_classes = len(labels)
     validation = None

@@ -47,3 +47,54 @@ def test_shape_mismatch_is_a_clear_error():
     norm = fit_normalizer(np.zeros((2, 4, 5)) + np.arange(4)[None, :, None])
     with pytest.raises(ValueError, match=r"\(n, 4, frames\)"):
         norm.transform(np.zeros((2, 5, 5)))
+
+
+def test_shrinkage_pulls_a_speaker_with_few_utterances_toward_the_global_statistics():
+    rng = np.random.default_rng(0)
+    train = rng.normal(0.0, 1.0, (400, 2, 1)).astype(np.float32)
+    few = np.full((2, 2, 1), 4.0, np.float32)  # two utterances of one speaker, far from the population
+    many = rng.normal(4.0, 1.0, (200, 2, 1)).astype(np.float32)
+    k = 5.0
+    norm = fit_normalizer(train, "speaker", min_speaker_utterances=1, prior_utterances=k)
+    # two utterances: mean (2*4 + 5*global) / 7, so the speaker's offset mostly survives
+    expected_mean = (2 * 4.0 + k * norm.mean) / (2 + k)
+    expected_std = np.sqrt((2 * (0.0 + (4.0 - expected_mean) ** 2) + k * (norm.std**2 + (norm.mean - expected_mean) ** 2)) / (2 + k))
+    shown = norm.transform(few, ["s"] * 2)[0, :, 0]
+    np.testing.assert_allclose(shown, (4.0 - expected_mean) / expected_std, rtol=1e-4)
+    assert np.all(shown > 0.5)  # the speaker's offset from the population is not erased
+    # two hundred utterances: standardised by themselves (prior weight 5/205)
+    assert abs(float(norm.transform(many, ["t"] * 200).mean())) < 0.15
+
+
+def test_transform_as_heard_standardises_small_one_sided_groups_by_their_own_statistics():
+    rng = np.random.default_rng(1)
+    n = 120
+    speakers = ["a"] * 60 + ["b"] * 60
+    emotions = (["angry"] * 30 + ["sad"] * 30) * 2
+    x = rng.normal(0.0, 1.0, (n, 3, 1)).astype(np.float32)
+    x[[i for i, e in enumerate(emotions) if e == "angry"]] += 3.0  # emotion shifts the features
+    norm = fit_normalizer(x, "speaker", min_speaker_utterances=1, prior_utterances=0.0)
+    full = norm.transform(x, speakers)
+    heard = norm.transform_as_heard(x, speakers, emotions, max_group=4, rng=np.random.default_rng(2))
+    assert heard.shape == x.shape and np.isfinite(heard).all()
+    angry = np.array([e == "angry" for e in emotions])
+    # with the whole speaker's statistics angry rows stand far above sad ones; in small groups,
+    # half of them of one emotion, much of that difference is absorbed by the group's own mean
+    gap_full = full[angry].mean() - full[~angry].mean()
+    gap_heard = heard[angry].mean() - heard[~angry].mean()
+    assert gap_full > 1.5 and gap_heard < 0.75 * gap_full
+    # and the result is reproducible from the generator's seed
+    again = norm.transform_as_heard(x, speakers, emotions, max_group=4, rng=np.random.default_rng(2))
+    assert np.array_equal(heard, again)
+
+
+def test_clip_bounds_a_voice_far_outside_the_training_voices_and_survives_the_registry_bytes():
+    rng = np.random.default_rng(3)
+    train = rng.normal(0.0, 1.0, (100, 2, 1)).astype(np.float32)
+    train[:, 1] = 1.0 + rng.normal(0.0, 1e-4, (100, 1))  # nearly constant over the training voices
+    norm = fit_normalizer(train, "global", clip_z=5.0)
+    z = norm.transform(np.array([[[0.5], [1.01]]], np.float32))
+    assert z[0, 0, 0] == pytest.approx((0.5 - float(norm.mean[0])) / float(norm.std[0]), rel=1e-4)  # within range: untouched
+    assert z[0, 1, 0] == 5.0  # 100 stds away: bounded
+    again = Normalizer.from_bytes(norm.to_bytes())
+    assert again.clip_z == 5.0 and np.array_equal(again.transform(z * 0 + 9.0), norm.transform(z * 0 + 9.0))
