@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _stage(f"Generating a focus-group archive and a training corpus under {root}")
     with tqdm(desc="training corpus", unit="clip") as bar:
-        synth.generate_corpus((root / "corpus").as_uri(), n_speakers=24, utterances_per_emotion=2, seed=1,
+        synth.generate_corpus((root / "corpus").as_uri(), n_speakers=96, utterances_per_emotion=2, seed=1,
                               progress=_progress(bar))
     with tqdm(desc="archive sessions", unit="session") as bar:
         turns = synth.generate_archive(settings.archive_url, n_surveys=2, sessions_per_survey=4,
