@@ -22,6 +22,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Dask's scheduler and workers log every start at INFO; a newcomer reads the demo's output
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 # Prefect's ephemeral API server starts in ~15 s on an idle laptop; allow for a busy one.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 

@@ -119,14 +119,17 @@ SELECT
     ) AS running_negative_share
 FROM v_labelled;
 
--- Share of negative emotions (labels.NEGATIVE_EMOTIONS) per survey and week, with the change
--- from the previous calendar week (NULL when that week has no utterances).
+-- Share of negative emotions (labels.NEGATIVE_EMOTIONS) per survey and week: the count behind
+-- it, its 95% Wilson interval, the expected share from the probabilities (mean of p(negative),
+-- less biased than hard labels when the model is unsure), and the change from the previous
+-- week *that has utterances*, with how many weeks lie between them (sessions are rarely weekly).
 CREATE OR REPLACE VIEW v_negative_trend AS
 WITH weekly AS (
     SELECT survey_id, week,
            count(*) AS n_utterances,
            count(*) FILTER (WHERE is_negative) AS n_negative,
-           count(*) FILTER (WHERE is_negative) / count(*) AS negative_share
+           count(*) FILTER (WHERE is_negative) / count(*) AS negative_share,
+           avg(negative_probability) AS expected_negative_share
     FROM v_labelled
     GROUP BY survey_id, week
 ), with_previous AS (
@@ -134,12 +137,23 @@ WITH weekly AS (
            lag(week) OVER (PARTITION BY survey_id ORDER BY week) AS previous_week,
            lag(negative_share) OVER (PARTITION BY survey_id ORDER BY week) AS previous_share
     FROM weekly
+), wilson AS (
+    SELECT *,
+           (negative_share + z ^ 2 / (2 * n_utterances)) / (1 + z ^ 2 / n_utterances) AS centre,
+           z * sqrt(negative_share * (1 - negative_share) / n_utterances + z ^ 2 / (4 * n_utterances ^ 2))
+               / (1 + z ^ 2 / n_utterances) AS half_width
+    FROM with_previous, (SELECT 1.959963984540054 AS z)  -- the normal quantile of 97.5%
 )
 SELECT
     survey_id, week, n_utterances, n_negative, negative_share,
-    CASE WHEN previous_week = week - 7 THEN previous_share END AS previous_week_share,
-    CASE WHEN previous_week = week - 7 THEN negative_share - previous_share END AS week_over_week_change
-FROM with_previous;
+    centre - half_width AS negative_share_low,
+    centre + half_width AS negative_share_high,
+    expected_negative_share,
+    previous_week,
+    CAST(datediff('day', previous_week, week) // 7 AS INTEGER) AS weeks_since_previous,
+    previous_share,
+    negative_share - previous_share AS change_from_previous
+FROM wilson;
 
 -- The most emotional moments: utterances labelled with an emotion other than neutral or calm,
 -- ranked within their survey by the model's confidence.

@@ -51,8 +51,8 @@ def _share(frame, by):
 def _negative_trend(exp):
     weekly = exp.groupby("week").agg(n_utterances=("label", "size"), n_negative=("is_negative", "sum")).reset_index()
     weekly["negative_share"] = weekly["n_negative"] / weekly["n_utterances"]
-    by_week = dict(zip(weekly["week"], weekly["negative_share"]))
-    weekly["week_over_week_change"] = [s - by_week.get(w - timedelta(days=7), np.nan) for w, s in zip(weekly["week"], weekly["negative_share"])]
+    weekly["change_from_previous"] = weekly["negative_share"].diff()
+    weekly["weeks_since_previous"] = [np.nan] + [(b - a).days // 7 for a, b in zip(weekly["week"], weekly["week"][1:])]
     return weekly
 
 
@@ -98,7 +98,7 @@ def _expected(name: str, data: Loaded) -> tuple[pd.DataFrame, list[str]]:
         want = _share(exp, ["week"]).sort_values(["week", "share", "label"], ascending=[True, False, True])
         return want, ["week", "label", "n_utterances", "share"]
     if name == "negative_trend":
-        return _negative_trend(exp), ["week", "n_utterances", "n_negative", "negative_share", "week_over_week_change"]
+        return _negative_trend(exp), ["week", "n_utterances", "n_negative", "negative_share", "weeks_since_previous", "change_from_previous"]
     if name == "emotion_by_question":
         return _by_question(exp), ["question", "n_utterances", "dominant_emotion", "negative_share"]
     if name == "emotion_by_segment":

@@ -325,17 +325,25 @@ def test_session_arc_view(loaded):
     assert (got.sort_values(["session_id", "utterance_index"])["spoken_at"].reset_index(drop=True) == exp["spoken_at"].reset_index(drop=True)).all()
 
 
-def test_negative_trend_view(loaded):
+def test_negative_trend_view_compares_with_the_previous_week_with_data_and_gives_counts_and_intervals(loaded):
+    from scipy.stats import binomtest
+
     exp = loaded.expected()
-    weekly = exp.groupby("week").agg(n_utterances=("label", "size"), n_negative=("is_negative", "sum")).reset_index()
+    exp["negative_probability"] = exp[[f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]].sum(axis=1)
+    weekly = exp.groupby("week").agg(n_utterances=("label", "size"), n_negative=("is_negative", "sum"),
+                                     expected_negative_share=("negative_probability", "mean")).reset_index()
     weekly["negative_share"] = weekly["n_negative"] / weekly["n_utterances"]
-    by_week = dict(zip(weekly["week"], weekly["negative_share"]))
-    weekly["week_over_week_change"] = [
-        s - by_week[w - timedelta(days=7)] if w - timedelta(days=7) in by_week else np.nan for w, s in zip(weekly["week"], weekly["negative_share"])
-    ]
+    weekly["change_from_previous"] = weekly["negative_share"].diff()
+    weekly["weeks_since_previous"] = [np.nan] + [(b - a).days // 7 for a, b in zip(weekly["week"], weekly["week"][1:])]
+    intervals = [binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson") for k, n in zip(weekly["n_negative"], weekly["n_utterances"])]
+    weekly["negative_share_low"] = [ci.low for ci in intervals]
+    weekly["negative_share_high"] = [ci.high for ci in intervals]
     got = warehouse.run_query(loaded.path, "SELECT * FROM v_negative_trend")
-    _assert_same(got, weekly, ["week"], ["n_utterances", "n_negative", "negative_share", "week_over_week_change"])
-    assert got["week_over_week_change"].isna().sum() == 2  # the first week and the one after a gap
+    _assert_same(got, weekly, ["week"], ["n_utterances", "n_negative", "negative_share", "change_from_previous", "weeks_since_previous",
+                                         "negative_share_low", "negative_share_high"])
+    np.testing.assert_allclose(got.sort_values("week")["expected_negative_share"], weekly["expected_negative_share"], atol=1e-5)  # float32 p
+    assert got["change_from_previous"].isna().sum() == 1  # only the first week: a gap week no longer hides a change
+    assert (got.sort_values("week")["weeks_since_previous"].dropna() > 1).any()  # and the gap is said
 
 
 def test_moments_review_queue_and_model_comparison_views(loaded):
