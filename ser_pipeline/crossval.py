@@ -69,7 +69,7 @@ def cross_validate(
     config: TrainConfig,
     k: int = 4,
     seed: int = 0,
-    fractions: Sequence[float] = (0.7, 0.2, 0.1),
+    fractions: Sequence[float] | None = None,
     progress: Callable[[str], None] | None = None,
     settings: Any = None,
 ) -> CrossValidation:
@@ -78,10 +78,10 @@ def cross_validate(
 
     ``training_set``: a ``retraining.TrainingSet``. ``fractions``: the train/validation ratio
     of the non-held-out speakers (the test share is ignored: the fold decides the test
-    speakers). ``progress`` gets a line per fold (and the training's per-epoch lines).
+    speakers); None: ``retraining.SPLIT_FRACTIONS``. ``progress`` gets a line per fold (and the training's per-epoch lines).
     """
     from .evaluation import evaluate
-    from .retraining import fit, make_split
+    from .retraining import SPLIT_FRACTIONS, fit, make_split
 
     data = training_set.data
     utterances = data.utterances
@@ -90,7 +90,7 @@ def cross_validate(
     audio_cache: dict[str, np.ndarray] = {}
     for index, (_, held_rows) in enumerate(speaker_kfold(utterances, k=k, seed=seed)):
         held_speakers = sorted(set(utterances.speaker.iloc[held_rows].astype(str)))
-        split_w = make_split(training_set, "speaker", seed, held_speakers, fractions)
+        split_w = make_split(training_set, "speaker", seed, held_speakers, fractions or SPLIT_FRACTIONS)
         if progress is not None:
             progress(f"fold {index + 1}/{k}: held out {', '.join(held_speakers)}; validation {', '.join(split_w.val_speakers)}")
         trained = fit(training_set, split_w, config, progress, audio_cache, settings)
