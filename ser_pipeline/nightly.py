@@ -177,6 +177,9 @@ class NightlyReport:
     validations: list[tuple[str, ValidationResult]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    abandoned_runs: list[str] = field(default_factory=list)  # earlier runs found dead at the start
+    temp_files_removed: int = 0
+    warnings: list[Any] = field(default_factory=list)  # RecordingWarning: labelled with a caveat
 
     @property
     def failed(self) -> bool:
@@ -186,7 +189,7 @@ class NightlyReport:
     def status(self) -> str:
         if self.failed:
             return "failed"
-        return "partial" if self.quarantined else "completed"
+        return "partial" if self.quarantined or self.warnings else "completed"
 
     def add_time(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + float(seconds)
@@ -206,6 +209,9 @@ class NightlyReport:
             "batches": self.batches,
             "batches_failed": self.batches_failed,
             "quarantined": len(self.quarantined),
+            "warnings": len(self.warnings),
+            "abandoned_runs": len(self.abandoned_runs),
+            "temp_files_removed": self.temp_files_removed,
             "emotions": dict(self.emotion_counts),
         }
 
@@ -243,12 +249,21 @@ def _writing(settings: Settings) -> Iterator[Any]:
         yield con
 
 
-def start_run(settings: Settings, flow_run_id: str | None = None, run_id: str | None = None) -> str:
-    """Record the start of an ingest run in the warehouse (migrating it first); its id."""
+@dataclass(frozen=True)
+class RunStart:
+    run_id: str
+    recovery: Any  # run_recovery.Recovery: runs found dead and marked abandoned, temp files removed
+
+
+def start_run(settings: Settings, flow_run_id: str | None = None, run_id: str | None = None) -> RunStart:
+    """Record the start of an ingest run in the warehouse (migrating it first), then clean up
+    after runs that were killed mid-way (``run_recovery``)."""
     from . import warehouse
+    from .run_recovery import recover_abandoned
 
     with _writing(settings) as con:
-        return warehouse.start_ingest_run(con, flow_run_id=flow_run_id, flow_name=FLOW_NAME, run_id=run_id)
+        run_id = warehouse.start_ingest_run(con, flow_run_id=flow_run_id, flow_name=FLOW_NAME, run_id=run_id)
+        return RunStart(run_id, recover_abandoned(settings, run_id, con))
 
 
 def record_quarantine(settings: Settings, items: Sequence[Quarantined], run_id: str) -> int:
@@ -743,6 +758,7 @@ def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, 
     with _writing(settings) as con:
         loaded_u = warehouse.load_utterances(con, utterances, key=key)
         loaded_p = warehouse.load_predictions(con, predictions.frame, run_id=run_id)
+        warehouse.heartbeat(con, run_id)
     return BatchLoad(batch.index, loaded_u.inserted, loaded_p.inserted, loaded_u.quarantined + loaded_p.quarantined, clock.elapsed)
 
 
@@ -778,7 +794,8 @@ def render_markdown(report: NightlyReport) -> str:
         "|---|---:|",
         *(f"| {k.replace('_', ' ')} | {s[k]} |" for k in ("surveys", "sessions", "recordings_seen", "recordings_skipped",
                                                           "utterances_pending", "utterances_loaded", "predictions_loaded",
-                                                          "batches", "batches_failed", "quarantined")),
+                                                          "batches", "batches_failed", "quarantined", "warnings",
+                                                          "abandoned_runs", "temp_files_removed")),
         "",
         "## Emotion mix (new predictions)",
         "",
@@ -801,6 +818,18 @@ def render_markdown(report: NightlyReport) -> str:
         lines += [f"| {q.stage} | `{_md_escape(q.source)}` | {_md_escape(q.reason)[:300]} |" for q in report.quarantined]
     else:
         lines.append("Nothing quarantined.")
+    lines += ["", "## Labelled with a warning", ""]
+    if report.warnings:
+        lines += ["| source | warning |", "|---|---|"]
+        lines += [f"| `{_md_escape(w.source)}` | {_md_escape(w.message)[:300]} |" for w in report.warnings]
+    else:
+        lines.append("No warnings.")
+    if report.abandoned_runs:
+        lines += ["", "## Earlier runs found dead", "",
+                  f"Marked abandoned: {', '.join(f'`{r}`' for r in report.abandoned_runs)}; "
+                  f"{report.temp_files_removed} temporary files of dead processes removed."]
+    elif report.temp_files_removed:
+        lines += ["", f"{report.temp_files_removed} temporary files of dead processes removed."]
     lines += ["", "## Time per stage", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {seconds:.2f} |" for stage, seconds in report.stage_seconds.items()]
     if report.error:
@@ -961,7 +990,9 @@ def run_nightly(
     """
     call = step or (lambda _name, fn: fn)
     settings = run_settings(archive_url, warehouse, batch_size, settings)
-    report = NightlyReport(run_id=call("start-run", start_run)(settings, flow_run_id=flow_run_id, run_id=run_id))
+    started = call("start-run", start_run)(settings, flow_run_id=flow_run_id, run_id=run_id)
+    report = NightlyReport(run_id=started.run_id, abandoned_runs=list(started.recovery.abandoned_runs),
+                           temp_files_removed=len(started.recovery.temp_files_removed))
     try:
         found = call("discover", discover)(settings)
         report.add_time("discover", found.elapsed_s)

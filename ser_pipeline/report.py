@@ -3,6 +3,11 @@
 It reads the warehouse views, so it shows the current model's labels (or the version asked
 for) and says which version that is. Each emotion has one fixed colour everywhere
 (:data:`EMOTION_COLORS`), so a chart can be read without hunting for its legend.
+
+Beside every share it gives the count behind it, its 95% Wilson interval (from the views) and
+the expected share (the mean of the model's probability over the same utterances), and it
+marks the shares whose interval is wider than ±:data:`WIDE_HALF_WIDTH` (:func:`is_wide`): a
+share of 14 utterances is mostly noise.
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ EMOTION_COLORS: dict[str, str] = {
 
 MAX_SESSION_ARCS = 12
 
+WIDE_HALF_WIDTH = 0.15
+"""A share is marked when half its 95% interval's width exceeds this (±15 points)."""
+
+WIDE_NOTE = ("Each cell: the share of labels, how many utterances of how many, the 95% interval and the expected share "
+             "(exp.: the mean of the model's probability, less biased when it is unsure). "
+             "<span class=\"wide-key\">† interval wider than ±15 points: few utterances, a rough indication only.</span>")
+
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; margin: 0; color: #222; background: #f6f7f9; }
 header { background: #23395b; color: white; padding: 24px 40px; }
@@ -50,6 +62,12 @@ th { background: #f0f2f5; }
 .kpi b { display: block; font-size: 22px; color: #23395b; }
 .legend span { display: inline-block; margin: 0 14px 4px 0; font-size: 14px; }
 .legend i { display: inline-block; width: 14px; height: 14px; border-radius: 3px; margin-right: 5px; vertical-align: -2px; }
+table.shares { margin-top: 12px; font-size: 12px; }
+table.shares td, table.shares th { vertical-align: top; white-space: nowrap; }
+td.share .count, td.share .ci, td.share .exp, .kpi small { color: #666; }
+.share.wide, .wide-key { background: #fff1dc; color: #8a5a00; }
+.share.wide b { color: #8a5a00; font-style: italic; }
+.kpi small { display: block; font-size: 12px; margin-top: 2px; }
 """
 
 
@@ -71,11 +89,114 @@ def _ordered(labels) -> list[str]:
     return [e for e in EMOTIONS if e in present]
 
 
-def _share_over_time(con) -> str | None:
+def is_wide(low: float, high: float) -> bool:
+    """Whether a share's interval [low, high] is wider than ±WIDE_HALF_WIDTH."""
+    return (high - low) / 2 > WIDE_HALF_WIDTH
+
+
+def _percent(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.0%}"
+
+
+def _share_title(k: int, n: int, low: float, high: float, expected: float | None) -> str:
+    shown = "–" if expected is None or pd.isna(expected) else f"{expected:.1%}"
+    return f"{k} of {n} utterances; 95% interval {low:.1%} to {high:.1%}; expected share (mean probability) {shown}"
+
+
+def _share_cell(key: str, k: int, n: int, share: float, low: float, high: float, expected: float | None) -> str:
+    """One share as HTML: share, k/n, 95% interval, expected share; class ``wide`` and a † when
+    the interval is wider than ±15 points. ``data-share`` names it (table|group|label)."""
+    wide = is_wide(low, high)
+    title = _share_title(k, n, low, high, expected)
+    return (f'<td class="share{" wide" if wide else ""}" data-share="{html.escape(key)}" title="{html.escape(title)}">'
+            f'<b>{share:.0%}</b>{" †" if wide else ""} <span class="count">{k}/{n}</span><br>'
+            f'<span class="ci">{100 * low:.0f}–{100 * high:.0f}%</span> <span class="exp">exp. {_percent(expected)}</span></td>')
+
+
+def _share_grid(frame: pd.DataFrame, head: str, extra: tuple[str, dict[str, str]] | None = None) -> str:
+    """A table of shares: a row per group (``key``, shown as ``row``, in the frame's order) with
+    its utterance count (``total``), a column per emotion present; ``extra`` is one more column
+    (its title and a cell per key)."""
+    emotions = _ordered(frame["label"])
+    titles = [head, "utterances", *emotions] + ([extra[0]] if extra else [])
+    head_html = "".join(f"<th>{html.escape(t)}</th>" for t in titles)
+    rows = []
+    for key, group in frame.groupby("key", sort=False):
+        by_label = {r.label: r for r in group.itertuples(index=False)}
+        n = int(group["total"].iloc[0])
+        cells = [f"<th>{html.escape(str(group['row'].iloc[0]))}</th>", f"<td>{n}</td>"]
+        for emotion in emotions:
+            r = by_label.get(emotion)
+            cells.append('<td class="none">–</td>' if r is None else
+                         _share_cell(f"{key}|{emotion}", int(r.n_utterances), n, r.share, r.share_low, r.share_high, r.expected_share))
+        if extra:
+            cells.append(extra[1].get(key, '<td class="none">–</td>'))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table class="shares"><thead><tr>{head_html}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<p class="note">{WIDE_NOTE}</p>')
+
+
+def _weekly_shares(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    share = con.execute(
+        "SELECT week, label, n_utterances, week_utterances AS total, share, share_low, share_high, expected_share "
+        "FROM v_emotion_share_weekly WHERE survey_id = $s ORDER BY week", {"s": con.survey}).df()
+    trend = con.execute(
+        "SELECT week, n_utterances, n_negative, negative_share, negative_share_low, negative_share_high, expected_negative_share "
+        "FROM v_negative_trend WHERE survey_id = $s ORDER BY week", {"s": con.survey}).df()
+    for frame in (share, trend):
+        frame["key"] = [f"week|{pd.Timestamp(w):%Y-%m-%d}" for w in frame["week"]]
+        frame["row"] = [f"{pd.Timestamp(w):%d %b %Y}" for w in frame["week"]]
+    return share, trend
+
+
+def _weekly_table(share: pd.DataFrame, trend: pd.DataFrame) -> str | None:
+    if share.empty:
+        return None
+    negative = {r.key: _share_cell(f"{r.key}|negative", int(r.n_negative), int(r.n_utterances), r.negative_share,
+                                   r.negative_share_low, r.negative_share_high, r.expected_negative_share)
+                for r in trend.itertuples(index=False)}
+    return _share_grid(share, "week starting", ("negative", negative))
+
+
+def _segment_shares(con) -> pd.DataFrame:
+    seg = con.execute(
+        "SELECT attribute, value, label, n_utterances, group_utterances AS total, share, share_low, share_high, expected_share "
+        "FROM v_emotion_share_by_segment WHERE survey_id = $s", {"s": con.survey}).df()
+    order = {a: i for i, a in enumerate(("age_band", "gender", "market", "segment"))}
+    seg = seg.sort_values(["attribute", "value"], key=lambda c: c.map(order) if c.name == "attribute" else c.astype(str))
+    seg["key"] = "segment|" + seg["attribute"] + "=" + seg["value"].astype(str)
+    seg["row"] = seg["attribute"].str.replace("_", " ") + ": " + seg["value"].astype(str)
+    return seg
+
+
+def _question_shares(con) -> pd.DataFrame:
+    share = con.execute(
+        "SELECT question, label, n_utterances, question_utterances AS total, share, share_low, share_high, expected_share "
+        "FROM v_emotion_share_by_question WHERE survey_id = $s ORDER BY question", {"s": con.survey}).df()
+    share["key"] = "question|" + share["question"].astype(str)
+    share["row"] = share["question"]
+    return share
+
+
+def _sessions_table(arcs: pd.DataFrame) -> str | None:
+    """Each session's negative share (the arc's last running share) with its count and interval."""
+    if arcs.empty:
+        return None
+    last = arcs.groupby("session_id", sort=False).tail(1)
+    rows = "".join(
+        f"<tr><th>{html.escape(str(r.session_id))}</th><td>{pd.Timestamp(r.recorded_at):%Y-%m-%d %H:%M}</td><td>{int(r.n_utterances_so_far)}</td>"
+        + _share_cell(f"session|{r.session_id}|negative", int(r.n_negative_so_far), int(r.n_utterances_so_far), r.running_negative_share,
+                      r.running_negative_share_low, r.running_negative_share_high, r.expected_running_negative_share)
+        + "</tr>"
+        for r in last.itertuples(index=False)
+    )
+    return ('<table class="shares"><thead><tr><th>session</th><th>recorded</th><th>utterances</th><th>negative</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table><p class="note">{WIDE_NOTE}</p>')
+
+
+def _share_over_time(share: pd.DataFrame, trend: pd.DataFrame) -> str | None:
     import matplotlib.pyplot as plt
 
-    share = con.execute("SELECT week, label, share FROM v_emotion_share_weekly WHERE survey_id = $s ORDER BY week", {"s": con.survey}).df()
-    trend = con.execute("SELECT week, negative_share FROM v_negative_trend WHERE survey_id = $s ORDER BY week", {"s": con.survey}).df()
     if share.empty:
         return None
     wide = share.pivot_table(index="week", columns="label", values="share", fill_value=0.0)
@@ -91,18 +212,27 @@ def _share_over_time(con) -> str | None:
     handles, names = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # top to bottom as stacked
     ax.set_title("Emotion share per week")
-    ax2.plot(weeks, trend["negative_share"], marker="o", color=EMOTION_COLORS["angry"])
+    trend_weeks = list(trend["row"])
+    angry = EMOTION_COLORS["angry"]
+    ax2.fill_between(trend_weeks, trend["negative_share_low"], trend["negative_share_high"], color=angry, alpha=0.15, linewidth=0,
+                     label="95% interval")
+    ax2.plot(trend_weeks, trend["negative_share"], marker="o", color=angry, label="share of labels")
+    wide = [is_wide(lo, hi) for lo, hi in zip(trend["negative_share_low"], trend["negative_share_high"])]
+    if any(wide):
+        ax2.scatter([w for w, x in zip(trend_weeks, wide) if x], trend.loc[wide, "negative_share"], s=60, facecolors="white",
+                    edgecolors=angry, linewidths=1.5, zorder=4, label="interval wider than ±15 points")
+    ax2.plot(trend_weeks, trend["expected_negative_share"], linestyle="--", color="#555", label="expected (mean probability)")
     ax2.set_ylabel("negative share")
-    ax2.set_ylim(0, max(0.05, float(trend["negative_share"].max()) * 1.2))
+    ax2.set_ylim(0, min(1.0, max(0.05, float(trend["negative_share_high"].max()) * 1.1)))
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
     ax2.set_xlabel("week starting")
     ax2.grid(alpha=0.3)
     return _png(fig)
 
 
-def _segments(con) -> str | None:
+def _segments(seg: pd.DataFrame) -> str | None:
     import matplotlib.pyplot as plt
 
-    seg = con.execute("SELECT attribute, value, label, share FROM v_emotion_share_by_segment WHERE survey_id = $s", {"s": con.survey}).df()
     if seg.empty:
         return None
     attributes = [a for a in ("age_band", "gender", "market", "segment") if a in set(seg["attribute"])]
@@ -121,10 +251,9 @@ def _segments(con) -> str | None:
     return _png(fig)
 
 
-def _questions(con) -> str | None:
+def _questions(share: pd.DataFrame) -> str | None:
     import matplotlib.pyplot as plt
 
-    share = con.execute("SELECT question, label, share FROM v_emotion_share_by_question WHERE survey_id = $s", {"s": con.survey}).df()
     if share.empty:
         return None
     wide = share.pivot_table(index="question", columns="label", values="share", fill_value=0.0)
@@ -140,14 +269,19 @@ def _questions(con) -> str | None:
     return _png(fig)
 
 
-def _session_arcs(con) -> tuple[str | None, int]:
-    import matplotlib.pyplot as plt
-
-    arcs = con.execute(
-        "SELECT a.session_id, s.recorded_at, a.utterance_index, a.start_s, a.label, a.negative_probability, a.running_negative_share "
+def _arcs(con) -> pd.DataFrame:
+    return con.execute(
+        "SELECT a.session_id, s.recorded_at, a.utterance_index, a.start_s, a.label, a.negative_probability, a.n_utterances_so_far, "
+        "a.n_negative_so_far, a.running_negative_share, a.running_negative_share_low, a.running_negative_share_high, "
+        "a.expected_running_negative_share "
         "FROM v_session_arc a JOIN sessions s USING (session_id) WHERE a.survey_id = $s ORDER BY s.recorded_at, a.session_id, a.utterance_index",
         {"s": con.survey},
     ).df()
+
+
+def _session_arcs(arcs: pd.DataFrame) -> tuple[str | None, int]:
+    import matplotlib.pyplot as plt
+
     if arcs.empty:
         return None, 0
     sessions = list(dict.fromkeys(arcs["session_id"]))
@@ -160,6 +294,7 @@ def _session_arcs(con) -> tuple[str | None, int]:
     for ax, session in zip(axes.flat, shown):
         one = arcs[arcs["session_id"] == session]
         minutes = one["start_s"] / 60.0
+        ax.fill_between(minutes, one["running_negative_share_low"], one["running_negative_share_high"], color="#444", alpha=0.12, linewidth=0)
         ax.plot(minutes, one["running_negative_share"], color="#444", linewidth=1.4, label="running negative share")
         ax.scatter(minutes, one["negative_probability"], c=[EMOTION_COLORS[l] for l in one["label"]], s=26, zorder=3, edgecolors="white", linewidths=0.4)
         ax.set_ylim(-0.03, 1.03)
@@ -236,20 +371,31 @@ def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | 
         kpi = con.execute(
             "SELECT count(DISTINCT s.session_id), min(s.recorded_at), max(s.recorded_at), "
             "(SELECT count(*) FROM v_utterances WHERE survey_id = $s), "
-            "(SELECT count(*) FROM v_labelled WHERE survey_id = $s), "
-            "(SELECT avg(CAST(is_negative AS DOUBLE)) FROM v_labelled WHERE survey_id = $s), "
             "(SELECT count(*) FROM v_labelled WHERE survey_id = $s AND confidence < 0.5) "
             "FROM sessions s WHERE s.survey_id = $s",
             {"s": survey_id},
         ).fetchone()
-        n_sessions, first, last, n_utterances, n_labelled, negative_share, n_low = kpi
+        n_sessions, first, last, n_utterances, n_low = kpi
+        n_labelled, n_negative, negative_low, negative_high, expected_negative = con.execute(
+            "SELECT count(*) AS n, count(*) FILTER (WHERE is_negative) AS k, wilson_low(k, n), wilson_high(k, n), avg(negative_probability) "
+            "FROM v_labelled WHERE survey_id = $s",
+            {"s": survey_id},
+        ).fetchone()
+        weekly, trend = _weekly_shares(sc)
+        segments, questions, arc_rows = _segment_shares(sc), _question_shares(sc), _arcs(sc)
         charts = {
-            "time": _share_over_time(sc),
-            "segments": _segments(sc),
-            "questions": _questions(sc),
+            "time": _share_over_time(weekly, trend),
+            "segments": _segments(segments),
+            "questions": _questions(questions),
             "confidence": _confidence(sc),
         }
-        arcs, n_arc_sessions = _session_arcs(sc)
+        tables = {
+            "time": _weekly_table(weekly, trend),
+            "segments": _share_grid(segments, "participants") if not segments.empty else None,
+            "questions": _share_grid(questions, "question") if not questions.empty else None,
+            "sessions": _sessions_table(arc_rows),
+        }
+        arcs, n_arc_sessions = _session_arcs(arc_rows)
         moments = con.execute(
             "SELECT rank, session_id, utterance_index AS utterance, question, label, confidence, start_s, end_s "
             "FROM v_emotional_moments WHERE survey_id = $s AND rank <= 10 ORDER BY rank",
@@ -277,6 +423,20 @@ def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | 
     )
     when = f"{first:%d %b %Y} – {last:%d %b %Y}" if first else "no sessions"
     negatives = ", ".join(sorted(NEGATIVE_EMOTIONS))
+    if n_labelled:
+        wide = is_wide(negative_low, negative_high)
+        negative_kpi = (
+            f'<div class="kpi share{" wide" if wide else ""}" data-share="{html.escape(f"survey|{survey_id}|negative")}" '
+            f'title="{html.escape(_share_title(n_negative, n_labelled, negative_low, negative_high, expected_negative))}">'
+            f'<b>{n_negative / n_labelled:.0%}{" †" if wide else ""}</b>negative ({negatives})'
+            f'<small>{n_negative}/{n_labelled} · 95% {100 * negative_low:.0f}–{100 * negative_high:.0f}% · exp. {_percent(expected_negative)}</small></div>'
+        )
+    else:
+        negative_kpi = f'<div class="kpi"><b>–</b>negative ({negatives})</div>'
+
+    def with_table(chart: str | None, table: str | None) -> str | None:
+        return (chart or "") + (table or "") or None
+
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>Emotion report: {html.escape(survey_id)}</title><style>{_CSS}</style></head><body>",
@@ -285,20 +445,22 @@ def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | 
         f"<div class=\"kpi\"><b>{n_sessions}</b>sessions</div>"
         f"<div class=\"kpi\"><b>{n_utterances}</b>utterances</div>"
         f"<div class=\"kpi\"><b>{n_labelled}</b>labelled by this model</div>"
-        f"<div class=\"kpi\"><b>{'–' if negative_share is None else f'{negative_share:.0%}'}</b>negative ({negatives})</div>"
+        + negative_kpi +
         f"<div class=\"kpi\"><b>{n_low}</b>low-confidence (&lt; 0.5)</div>"
         f"</div><p class=\"legend\" style=\"margin-top:14px\">{legend}</p></section>",
-        section("Emotion share over time", "Share of each emotion among the week's utterances; below, the share of negative emotions.",
-                charts["time"] and _img(charts["time"], "emotion share per week")),
+        section("Emotion share over time",
+                "Share of each emotion among the week's utterances; below, the share of negative emotions with its 95% interval "
+                "(shaded) and the expected share from the probabilities (dashed).",
+                with_table(charts["time"] and _img(charts["time"], "emotion share per week"), tables["time"])),
         section("Segments compared", "Share of each emotion among utterances by participants of each segment attribute.",
-                charts["segments"] and _img(charts["segments"], "emotion share by segment")),
+                with_table(charts["segments"] and _img(charts["segments"], "emotion share by segment"), tables["segments"])),
         section("Questions and topics", "Share of each emotion among the utterances answering each question (when the manifest names it).",
-                charts["questions"] and _img(charts["questions"], "emotion share by question")),
+                with_table(charts["questions"] and _img(charts["questions"], "emotion share by question"), tables["questions"])),
         section("Session arcs",
                 "Each dot is an utterance, coloured by its emotion, placed at the model's probability that it is negative; "
-                "the line is the running share of negative utterances."
-                + (f" First {MAX_SESSION_ARCS} of {n_arc_sessions} sessions." if n_arc_sessions > MAX_SESSION_ARCS else ""),
-                arcs and _img(arcs, "session arcs")),
+                "the line is the running share of negative utterances, shaded by its 95% interval; below, each session's negative share."
+                + (f" First {MAX_SESSION_ARCS} of {n_arc_sessions} sessions charted." if n_arc_sessions > MAX_SESSION_ARCS else ""),
+                with_table(arcs and _img(arcs, "session arcs"), tables["sessions"])),
         section("Confidence", "How sure the model was; utterances left of the dashed line go to the review queue.",
                 charts["confidence"] and _img(charts["confidence"], "confidence distribution")),
         section("Most emotional moments", "The clearest non-neutral utterances (for a clip reel).", _table(moments) if not moments.empty else None),

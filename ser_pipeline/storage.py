@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
+import re
+import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -52,6 +56,58 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+TEMP_PREFIX = ".tmp-"
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9.]+")
+
+
+def this_host() -> str:
+    """This machine's name as temp-file names and ingest runs carry it (``-`` and ``@`` removed,
+    so a temp name parses back)."""
+    return _HOST_UNSAFE.sub("", socket.gethostname())[:64] or "localhost"
+
+
+def temp_owner() -> str:
+    """``<pid>@<host>``: which process writes a temporary file, so that once it has died the
+    next run can remove what it left (see ``run_recovery``)."""
+    return f"{os.getpid()}@{this_host()}"
+
+
+@dataclass(frozen=True)
+class TempFile:
+    """A temporary file of :func:`write_bytes_atomic` (``.tmp-<pid>@<host>-<uuid>-<name>``)."""
+
+    url: str
+    pid: int | None  # None: an older name without its writer
+    host: str | None
+    modified: float | None  # POSIX seconds, when the store says
+
+
+_TEMP_NAME = re.compile(r"^\.tmp-(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9.]+)-)?[0-9a-f]{32}-")
+
+
+def find_temp_files(url: str, settings: Settings | None = None) -> list[TempFile]:
+    """Every temporary file of an atomic write under ``url`` (recursively)."""
+    fs, root = filesystem(url, settings)
+    if not fs.exists(root):
+        return []
+    found = []
+    for path, info in fs.find(root, detail=True).items():
+        match = _TEMP_NAME.match(posixpath.basename(path))
+        if not match:
+            continue
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        found.append(TempFile(to_url(fs, path), int(match["pid"]) if match["pid"] else None, match["host"],
+                              float(modified) if modified is not None else None))
+    return sorted(found, key=lambda t: t.url)
+
+
+def remove(url: str, settings: Settings | None = None) -> None:
+    fs, path = filesystem(url, settings)
+    fs.rm(path)
+
+
 def write_bytes_atomic(url: str, data: bytes, settings: Settings | None = None) -> None:
     """Write ``data`` to a temporary name beside ``url``, then rename it into place.
 
@@ -61,7 +117,7 @@ def write_bytes_atomic(url: str, data: bytes, settings: Settings | None = None) 
     fs, path = filesystem(url, settings)
     parent = posixpath.dirname(path)
     fs.makedirs(parent, exist_ok=True)
-    tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+    tmp = posixpath.join(parent, f"{TEMP_PREFIX}{temp_owner()}-{uuid.uuid4().hex}-{posixpath.basename(path)}")
     try:
         with fs.open(tmp, "wb") as fh:
             fh.write(data)

@@ -499,14 +499,80 @@ def start_ingest_run(
 ) -> str:
     """Record that an ingest run started; returns its id (``run_id``, else the flow run id,
     else a new UUID). Starting the same run again (a retried flow) resets it to running."""
+    import os
+
+    from .storage import this_host
+
     run_id = run_id or flow_run_id or uuid.uuid4().hex
     with transaction(con):
         con.execute(
-            "INSERT INTO ingest_runs (run_id, flow_run_id, flow_name, started_at, status) VALUES (?, ?, ?, now(), 'running') "
-            "ON CONFLICT DO UPDATE SET started_at = now(), status = 'running', finished_at = NULL",
-            [run_id, flow_run_id, flow_name],
+            "INSERT INTO ingest_runs (run_id, flow_run_id, flow_name, started_at, status, host, pid, heartbeat_at) "
+            "VALUES (?, ?, ?, now(), 'running', ?, ?, now()) "
+            "ON CONFLICT DO UPDATE SET started_at = now(), status = 'running', finished_at = NULL, "
+            "host = excluded.host, pid = excluded.pid, heartbeat_at = now()",
+            [run_id, flow_run_id, flow_name, this_host(), os.getpid()],
         )
     return run_id
+
+
+def heartbeat(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Note that run ``run_id`` is still alive (``ingest_runs.heartbeat_at``)."""
+    con.execute("UPDATE ingest_runs SET heartbeat_at = now() WHERE run_id = ?", [run_id])
+
+
+@dataclass(frozen=True)
+class RunningRun:
+    """An ingest run the warehouse still marks running."""
+
+    run_id: str
+    host: str | None
+    pid: int | None
+    started_at: datetime
+    heartbeat_at: datetime | None
+
+
+def running_runs(con: duckdb.DuckDBPyConnection, except_run: str | None = None) -> list[RunningRun]:
+    rows = con.execute(
+        "SELECT run_id, host, pid, started_at, heartbeat_at FROM ingest_runs WHERE status = 'running' "
+        "AND run_id IS DISTINCT FROM ? ORDER BY started_at", [except_run],
+    ).fetchall()
+    return [RunningRun(*row) for row in rows]
+
+
+def abandon_run(con: duckdb.DuckDBPyConnection, run_id: str, found_by: str, reason: str, tmp_files_removed: int) -> None:
+    """Mark a run that died mid-way ``abandoned``: when, by which run, why, and the temporary
+    files of its process that were removed."""
+    with transaction(con):
+        con.execute(
+            "UPDATE ingest_runs SET status = 'abandoned', finished_at = now(), abandoned_at = now(), abandoned_by = ?, "
+            "tmp_files_removed = ?, message = ? WHERE run_id = ? AND status = 'running'",
+            [found_by, tmp_files_removed, reason, run_id],
+        )
+
+
+def _warning_id(kind: str, source: str, content_hash: str | None) -> str:
+    return hashlib.sha256(f"{kind}:{source}:{content_hash or ''}".encode()).hexdigest()[:32]
+
+
+def record_warnings(con: duckdb.DuckDBPyConnection, rows: Iterable[Mapping[str, Any]], run_id: str | None = None) -> int:
+    """Record inputs labelled with a caveat (``kind``, ``source``, ``message``; optionally
+    ``session_id``, ``content_hash``, ``declared_s``, ``found_s``). The same warning again
+    updates its row. Returns the rows written."""
+    values = [
+        [_warning_id(r["kind"], r["source"], r.get("content_hash")), r["kind"], r["source"], r.get("session_id"),
+         r.get("content_hash"), r.get("declared_s"), r.get("found_s"), r["message"], run_id]
+        for r in rows
+    ]
+    if not values:
+        return 0
+    with transaction(con):
+        con.executemany(
+            "INSERT INTO recording_warnings (warning_id, kind, source, session_id, content_hash, declared_s, found_s, message, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET message = excluded.message, "
+            "declared_s = excluded.declared_s, found_s = excluded.found_s, run_id = excluded.run_id, warned_at = now()",
+            values,
+        )
+    return len(values)
 
 
 def finish_ingest_run(
@@ -723,7 +789,8 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     counts = {
         t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("surveys", "sessions", "participants", "utterances", "predictions", "model_versions",
-                  "ingest_runs", "quarantine", "validation_results")
+                  "ingest_runs", "quarantine", "validation_results", "recording_warnings")
+        if t != "recording_warnings" or schema_version(con) >= 3
     } if schema_version(con) else {}
     last_run = None
     if counts:
@@ -732,6 +799,16 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         ).fetchone()
         if row:
             last_run = {"run_id": row[0], "status": row[1], "started_at": str(row[2]), "finished_at": str(row[3]) if row[3] else None}
+    abandoned = []
+    if schema_version(con) >= 3:
+        abandoned = [
+            {"run_id": r[0], "started_at": str(r[1]), "abandoned_at": str(r[2]), "abandoned_by": r[3],
+             "tmp_files_removed": r[4], "message": r[5]}
+            for r in con.execute(
+                "SELECT run_id, started_at, abandoned_at, abandoned_by, tmp_files_removed, message FROM ingest_runs "
+                "WHERE status = 'abandoned' ORDER BY abandoned_at DESC LIMIT 10"
+            ).fetchall()
+        ]
     model = current_model(con) if counts else None
     pending = [m.version for m in migrations() if m.version > schema_version(con)]
     return {
@@ -740,4 +817,5 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "rows": counts,
         "current_model": {"model_version": model[0], "chosen_by": model[1]} if model else None,
         "last_ingest_run": last_run,
+        "abandoned_runs": abandoned,
     }

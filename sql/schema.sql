@@ -115,12 +115,18 @@ CREATE TABLE ingest_runs (
     flow_name       VARCHAR,
     started_at      TIMESTAMPTZ NOT NULL,
     finished_at     TIMESTAMPTZ,
-    status          VARCHAR NOT NULL,            -- running, completed, failed, partial
+    status          VARCHAR NOT NULL,            -- running, completed, failed, partial, abandoned
     n_sessions      INTEGER,
     n_utterances    INTEGER,
     n_predictions   INTEGER,
     n_quarantined   INTEGER,
-    message         VARCHAR
+    message         VARCHAR,
+    host            VARCHAR,                     -- the process running it: host and pid
+    pid             INTEGER,
+    heartbeat_at    TIMESTAMPTZ,                 -- last sign of life (start, plan, each load)
+    abandoned_at    TIMESTAMPTZ,                 -- when a later run found its process gone
+    abandoned_by    VARCHAR,                     -- that run
+    tmp_files_removed INTEGER                    -- temporary files of the dead process removed
 );
 
 CREATE TABLE quarantine (
@@ -132,6 +138,20 @@ CREATE TABLE quarantine (
     details         JSON,
     run_id          VARCHAR,
     quarantined_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
+);
+
+-- Inputs labelled with a caveat (a truncated recording labelled up to where it decodes).
+CREATE TABLE recording_warnings (
+    warning_id      VARCHAR PRIMARY KEY,         -- sha256(kind:source:content_hash)[:32]
+    kind            VARCHAR NOT NULL,            -- truncated, trailing_bytes
+    source          VARCHAR NOT NULL,
+    session_id      VARCHAR,
+    content_hash    VARCHAR,
+    declared_s      DOUBLE,
+    found_s         DOUBLE,
+    message         VARCHAR NOT NULL,
+    run_id          VARCHAR,
+    warned_at       TIMESTAMPTZ NOT NULL DEFAULT current_timestamp
 );
 
 CREATE TABLE validation_results (

@@ -8,6 +8,21 @@
 --   3. the most recently promoted version (model_versions.promoted_at),
 --   4. the most recently created version.
 -- The review queue's threshold is the session variable ser_review_threshold (default 0.5).
+--
+-- Every share comes with the counts behind it, its 95% Wilson score interval (share_low,
+-- share_high: a share of 3 in 14 is 0.21 but could well be anything from 0.08 to 0.48) and,
+-- beside the hard-label share, the expected share: the mean of the model's probability over
+-- the same utterances, which is less biased than counting labels when the model is unsure.
+
+-- The Wilson score interval of a share of k in n, at the normal quantile z (default 1.96...,
+-- the 97.5% quantile: a 95% interval); the low bound of a share of 0 is exactly 0, the high bound of 1 exactly 1.
+-- Analysts can call these too: SELECT wilson_low(3, 14), wilson_high(3, 14).
+CREATE OR REPLACE MACRO wilson_bound(k, n, side, z) AS
+    (k / n + z ^ 2 / (2 * n) + side * z * sqrt((k / n) * (1 - k / n) / n + z ^ 2 / (4 * n ^ 2))) / (1 + z ^ 2 / n);
+CREATE OR REPLACE MACRO wilson_low(k, n, z := 1.959963984540054) AS
+    CASE WHEN k = 0 THEN 0.0 ELSE wilson_bound(k, n, -1, z) END;
+CREATE OR REPLACE MACRO wilson_high(k, n, z := 1.959963984540054) AS
+    CASE WHEN k = n THEN 1.0 ELSE wilson_bound(k, n, 1, z) END;
 
 CREATE OR REPLACE VIEW v_current_model AS
 SELECT model_version, chosen_by
@@ -63,8 +78,9 @@ SELECT
     pr.label,
     pr.confidence,
     e.is_negative,
-    coalesce(pr.p_sad, 0) + coalesce(pr.p_angry, 0) + coalesce(pr.p_fearful, 0) + coalesce(pr.p_disgust, 0)
-        AS negative_probability,
+    CASE WHEN coalesce(pr.p_neutral, pr.p_calm, pr.p_happy, pr.p_sad, pr.p_angry, pr.p_fearful, pr.p_disgust, pr.p_surprised) IS NOT NULL
+         THEN coalesce(pr.p_sad, 0) + coalesce(pr.p_angry, 0) + coalesce(pr.p_fearful, 0) + coalesce(pr.p_disgust, 0)
+    END AS negative_probability,  -- P(negative); NULL for a model that stored no probabilities
     pr.context_label,
     pr.context_confidence,
     pr.p_neutral, pr.p_calm, pr.p_happy, pr.p_sad, pr.p_angry, pr.p_fearful, pr.p_disgust, pr.p_surprised
@@ -73,51 +89,91 @@ JOIN predictions pr ON pr.utterance_id = u.utterance_id
 JOIN emotions e ON e.emotion = pr.label
 WHERE pr.model_version = (SELECT model_version FROM v_current_model);
 
--- Share of each emotion among a survey's utterances, per week.
+-- The labelled utterances once per emotion: p is the current model's probability of that
+-- emotion (NULL where the model does not predict it), is_label whether it is the utterance's
+-- label. The share views count is_label (the hard share) and average p (the expected share)
+-- over the same rows, so both describe exactly the same utterances.
+CREATE OR REPLACE VIEW v_labelled_probabilities AS
+SELECT *, emotion = label AS is_label
+FROM v_labelled
+UNPIVOT INCLUDE NULLS (p FOR emotion IN (
+    p_neutral AS 'neutral', p_calm AS 'calm', p_happy AS 'happy', p_sad AS 'sad',
+    p_angry AS 'angry', p_fearful AS 'fearful', p_disgust AS 'disgust', p_surprised AS 'surprised'
+));
+
+-- Share of each emotion among a survey's utterances, per week: n_utterances of the
+-- week_utterances carried the label. One row per label that occurs.
 CREATE OR REPLACE VIEW v_emotion_share_weekly AS
 SELECT
-    survey_id, week, label,
-    count(*) AS n_utterances,
-    CAST(sum(count(*)) OVER (PARTITION BY survey_id, week) AS BIGINT) AS week_utterances,
-    count(*) / sum(count(*)) OVER (PARTITION BY survey_id, week) AS share
-FROM v_labelled
-GROUP BY survey_id, week, label;
+    survey_id, week, emotion AS label,
+    count(*) FILTER (WHERE is_label) AS n_utterances,
+    count(*) AS week_utterances,
+    n_utterances / week_utterances AS share,
+    wilson_low(n_utterances, week_utterances) AS share_low,
+    wilson_high(n_utterances, week_utterances) AS share_high,
+    avg(p) AS expected_share
+FROM v_labelled_probabilities
+GROUP BY survey_id, week, emotion
+HAVING count(*) FILTER (WHERE is_label) > 0;
 
--- Share of each emotion per question or topic (utterances without a question are left out).
+-- Share of each emotion per question or topic (utterances without a question are left out),
+-- of question_utterances; the same columns as v_emotion_share_weekly.
 CREATE OR REPLACE VIEW v_emotion_share_by_question AS
 SELECT
-    survey_id, question, label,
-    count(*) AS n_utterances,
-    CAST(sum(count(*)) OVER (PARTITION BY survey_id, question) AS BIGINT) AS question_utterances,
-    count(*) / sum(count(*)) OVER (PARTITION BY survey_id, question) AS share
-FROM v_labelled
+    survey_id, question, emotion AS label,
+    count(*) FILTER (WHERE is_label) AS n_utterances,
+    count(*) AS question_utterances,
+    n_utterances / question_utterances AS share,
+    wilson_low(n_utterances, question_utterances) AS share_low,
+    wilson_high(n_utterances, question_utterances) AS share_high,
+    avg(p) AS expected_share
+FROM v_labelled_probabilities
 WHERE question IS NOT NULL
-GROUP BY survey_id, question, label;
+GROUP BY survey_id, question, emotion
+HAVING count(*) FILTER (WHERE is_label) > 0;
 
--- Share of each emotion per participant segment attribute (age_band, gender, market, segment).
+-- Share of each emotion per participant segment attribute (age_band, gender, market, segment),
+-- of group_utterances (the utterances of participants with that value); the same columns.
 CREATE OR REPLACE VIEW v_emotion_share_by_segment AS
 WITH long AS (
-    UNPIVOT (SELECT survey_id, label, age_band, gender, participant_market AS market, segment FROM v_labelled)
+    UNPIVOT (SELECT survey_id, emotion, is_label, p, age_band, gender, participant_market AS market, segment
+             FROM v_labelled_probabilities)
     ON age_band, gender, market, segment
     INTO NAME attribute VALUE value
 )
 SELECT
-    survey_id, attribute, value, label,
-    count(*) AS n_utterances,
-    CAST(sum(count(*)) OVER (PARTITION BY survey_id, attribute, value) AS BIGINT) AS group_utterances,
-    count(*) / sum(count(*)) OVER (PARTITION BY survey_id, attribute, value) AS share
+    survey_id, attribute, value, emotion AS label,
+    count(*) FILTER (WHERE is_label) AS n_utterances,
+    count(*) AS group_utterances,
+    n_utterances / group_utterances AS share,
+    wilson_low(n_utterances, group_utterances) AS share_low,
+    wilson_high(n_utterances, group_utterances) AS share_high,
+    avg(p) AS expected_share
 FROM long
-GROUP BY survey_id, attribute, value, label;
+GROUP BY survey_id, attribute, value, emotion
+HAVING count(*) FILTER (WHERE is_label) > 0;
 
--- A session's emotional arc: each utterance in order, with the running share of negative labels.
+-- A session's emotional arc: each utterance in order, with the running share of negative
+-- labels so far (n_negative_so_far of n_utterances_so_far), its interval, and the running
+-- mean of P(negative) beside it.
 CREATE OR REPLACE VIEW v_session_arc AS
+WITH running AS (
+    SELECT
+        survey_id, session_id, utterance_index, utterance_id, participant_key, question,
+        start_s, end_s, spoken_at, label, confidence, negative_probability, context_label,
+        count(*) OVER so_far AS n_utterances_so_far,
+        count(*) FILTER (WHERE is_negative) OVER so_far AS n_negative_so_far,
+        avg(negative_probability) OVER so_far AS expected_running_negative_share
+    FROM v_labelled
+    WINDOW so_far AS (PARTITION BY session_id ORDER BY utterance_index ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+)
 SELECT
-    survey_id, session_id, utterance_index, utterance_id, participant_key, question,
-    start_s, end_s, spoken_at, label, confidence, negative_probability, context_label,
-    avg(CAST(is_negative AS INTEGER)) OVER (
-        PARTITION BY session_id ORDER BY utterance_index ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS running_negative_share
-FROM v_labelled;
+    * EXCLUDE (expected_running_negative_share),
+    n_negative_so_far / n_utterances_so_far AS running_negative_share,
+    wilson_low(n_negative_so_far, n_utterances_so_far) AS running_negative_share_low,
+    wilson_high(n_negative_so_far, n_utterances_so_far) AS running_negative_share_high,
+    expected_running_negative_share
+FROM running;
 
 -- Share of negative emotions (labels.NEGATIVE_EMOTIONS) per survey and week: the count behind
 -- it, its 95% Wilson interval, the expected share from the probabilities (mean of p(negative),
@@ -137,23 +193,17 @@ WITH weekly AS (
            lag(week) OVER (PARTITION BY survey_id ORDER BY week) AS previous_week,
            lag(negative_share) OVER (PARTITION BY survey_id ORDER BY week) AS previous_share
     FROM weekly
-), wilson AS (
-    SELECT *,
-           (negative_share + z ^ 2 / (2 * n_utterances)) / (1 + z ^ 2 / n_utterances) AS centre,
-           z * sqrt(negative_share * (1 - negative_share) / n_utterances + z ^ 2 / (4 * n_utterances ^ 2))
-               / (1 + z ^ 2 / n_utterances) AS half_width
-    FROM with_previous, (SELECT 1.959963984540054 AS z)  -- the normal quantile of 97.5%
 )
 SELECT
     survey_id, week, n_utterances, n_negative, negative_share,
-    centre - half_width AS negative_share_low,
-    centre + half_width AS negative_share_high,
+    wilson_low(n_negative, n_utterances) AS negative_share_low,
+    wilson_high(n_negative, n_utterances) AS negative_share_high,
     expected_negative_share,
     previous_week,
     CAST(datediff('day', previous_week, week) // 7 AS INTEGER) AS weeks_since_previous,
     previous_share,
     negative_share - previous_share AS change_from_previous
-FROM wilson;
+FROM with_previous;
 
 -- The most emotional moments: utterances labelled with an emotion other than neutral or calm,
 -- ranked within their survey by the model's confidence.

@@ -11,7 +11,7 @@ import pytest
 
 from _warehouse_data import Loaded, _loaded_template, loaded, predictions_frame, utterances_frame, write_survey  # noqa: F401
 from ser_pipeline import warehouse
-from ser_pipeline.labels import NEGATIVE_EMOTIONS
+from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_pipeline.manifest import read_survey
 
 PARAMS = {
@@ -42,15 +42,44 @@ def two_surveys(loaded: Loaded, tmp_path) -> Loaded:
     return loaded
 
 
-def _share(frame, by):
+P_COLUMNS = [f"p_{e}" for e in EMOTIONS]
+NEGATIVE_P = [f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]
+
+
+def _wilson(frame, k, n, prefix):
+    """scipy's 95% Wilson interval of k/n as ``<prefix>_low`` and ``<prefix>_high``."""
+    from scipy.stats import binomtest
+
+    intervals = [binomtest(int(a), int(b)).proportion_ci(0.95, method="wilson") for a, b in zip(frame[k], frame[n])]
+    frame[f"{prefix}_low"] = [ci.low for ci in intervals]
+    frame[f"{prefix}_high"] = [ci.high for ci in intervals]
+    return frame
+
+
+def _negative(frame, by):
+    """Per group: n_utterances, n_negative, negative_share with its interval and expected_negative_share."""
+    frame = frame.assign(negative_probability=frame[NEGATIVE_P].sum(axis=1))
+    out = frame.groupby(by).agg(n_utterances=("label", "size"), n_negative=("is_negative", "sum"),
+                                expected_negative_share=("negative_probability", "mean")).reset_index()
+    out["negative_share"] = out["n_negative"] / out["n_utterances"]
+    return _wilson(out, "n_negative", "n_utterances", "negative_share")
+
+
+def _share(frame, by, total):
     counts = frame.groupby(by + ["label"]).size().rename("n_utterances").reset_index()
-    counts["share"] = counts["n_utterances"] / counts.groupby(by)["n_utterances"].transform("sum")
-    return counts
+    counts[total] = counts.groupby(by)["n_utterances"].transform("sum")
+    counts["share"] = counts["n_utterances"] / counts[total]
+    means = frame.groupby(by)[P_COLUMNS].mean().reset_index().melt(id_vars=by, var_name="label", value_name="expected_share")
+    means["label"] = means["label"].str.removeprefix("p_")
+    return _wilson(counts.merge(means, on=by + ["label"]), "n_utterances", total, "share")
+
+
+SHARE = ["share", "share_low", "share_high", "expected_share"]
+NEGATIVE = ["n_negative", "negative_share", "negative_share_low", "negative_share_high", "expected_negative_share"]
 
 
 def _negative_trend(exp):
-    weekly = exp.groupby("week").agg(n_utterances=("label", "size"), n_negative=("is_negative", "sum")).reset_index()
-    weekly["negative_share"] = weekly["n_negative"] / weekly["n_utterances"]
+    weekly = _negative(exp, "week")
     weekly["change_from_previous"] = weekly["negative_share"].diff()
     weekly["weeks_since_previous"] = [np.nan] + [(b - a).days // 7 for a, b in zip(weekly["week"], weekly["week"][1:])]
     return weekly
@@ -58,21 +87,19 @@ def _negative_trend(exp):
 
 def _by_question(exp):
     exp = exp[exp["question"].notna()]
-    rows = []
-    for question, group in exp.groupby("question"):
-        counts = group["label"].value_counts()
-        dominant = sorted(counts[counts == counts.max()].index)[0]
-        negative = group["is_negative"].mean() if group["is_negative"].any() else np.nan
-        rows.append({"question": question, "n_utterances": len(group), "dominant_emotion": dominant, "negative_share": negative})
-    out = pd.DataFrame(rows)
-    return out.sort_values(["negative_share", "question"], ascending=[False, True], na_position="last")
+    out = _negative(exp, "question")
+    out["dominant_emotion"] = [sorted(c[c == c.max()].index)[0] for c in (g["label"].value_counts() for _, g in exp.groupby("question"))]
+    return out.sort_values(["negative_share", "question"], ascending=[False, True])
 
 
 def _arc(exp, session):
     arc = exp[exp["session_id"] == session].sort_values("utterance_index").copy()
-    arc["negative_probability"] = arc[[f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]].sum(axis=1)
+    arc["negative_probability"] = arc[NEGATIVE_P].sum(axis=1)
+    arc["n_utterances_so_far"] = range(1, len(arc) + 1)
+    arc["n_negative_so_far"] = arc["is_negative"].cumsum()
     arc["running_negative_share"] = arc["is_negative"].astype(float).expanding().mean()
-    return arc
+    arc["expected_running_negative_share"] = arc["negative_probability"].expanding().mean()
+    return _wilson(arc, "n_negative_so_far", "n_utterances_so_far", "running_negative_share")
 
 
 def _dominant_per_session(exp):
@@ -81,13 +108,16 @@ def _dominant_per_session(exp):
         counts = group["label"].value_counts()
         dominant = sorted(counts[counts == counts.max()].index)[0]
         rows.append({"session_id": session, "recorded_at": group["recorded_at"].iloc[0], "dominant_emotion": dominant,
-                     "dominant_share": counts.max() / len(group), "n_utterances": len(group), "negative_share": group["is_negative"].mean()})
-    return pd.DataFrame(rows).sort_values(["recorded_at", "session_id"])
+                     "n_dominant": counts.max(), "dominant_share": counts.max() / len(group),
+                     "expected_dominant_share": group[f"p_{dominant}"].mean()})
+    out = pd.DataFrame(rows).merge(_negative(exp, "session_id"), on="session_id")
+    out = _wilson(out, "n_dominant", "n_utterances", "dominant_share")
+    return out.sort_values(["recorded_at", "session_id"])
 
 
 def _by_market(exp):
-    out = exp.groupby("market").agg(n_sessions=("session_id", "nunique"), n_utterances=("label", "size"),
-                                    negative_share=("is_negative", "mean"), mean_confidence=("confidence", "mean")).reset_index()
+    out = _negative(exp, "market").merge(
+        exp.groupby("market").agg(n_sessions=("session_id", "nunique"), mean_confidence=("confidence", "mean")).reset_index(), on="market")
     return out.sort_values(["negative_share", "market"], ascending=[False, True])
 
 
@@ -95,17 +125,20 @@ def _expected(name: str, data: Loaded) -> tuple[pd.DataFrame, list[str]]:
     """The known answer for query ``name`` and the columns to compare, in the query's order."""
     exp = data.expected()
     if name == "emotion_share_by_week":
-        want = _share(exp, ["week"]).sort_values(["week", "share", "label"], ascending=[True, False, True])
-        return want, ["week", "label", "n_utterances", "share"]
+        want = _share(exp, ["week"], "week_utterances").sort_values(["week", "share", "label"], ascending=[True, False, True])
+        return want, ["week", "label", "n_utterances", "week_utterances"] + SHARE
     if name == "negative_trend":
-        return _negative_trend(exp), ["week", "n_utterances", "n_negative", "negative_share", "weeks_since_previous", "change_from_previous"]
+        return _negative_trend(exp), ["week", "n_utterances"] + NEGATIVE + ["weeks_since_previous", "change_from_previous"]
     if name == "emotion_by_question":
-        return _by_question(exp), ["question", "n_utterances", "dominant_emotion", "negative_share"]
+        return _by_question(exp), ["question", "n_utterances", "dominant_emotion"] + NEGATIVE
     if name == "emotion_by_segment":
-        want = _share(exp.rename(columns={"gender": "value"}), ["value"]).sort_values(["value", "share", "label"], ascending=[True, False, True])
-        return want, ["value", "label", "n_utterances", "share"]
+        want = _share(exp.rename(columns={"gender": "value"}), ["value"], "group_utterances")
+        want = want.sort_values(["value", "share", "label"], ascending=[True, False, True])
+        return want, ["value", "label", "n_utterances", "group_utterances"] + SHARE
     if name == "session_arc":
-        return _arc(exp, "s3"), ["utterance_index", "start_s", "end_s", "participant_key", "label", "confidence", "negative_probability", "running_negative_share"]
+        return _arc(exp, "s3"), ["utterance_index", "start_s", "end_s", "participant_key", "label", "confidence", "negative_probability",
+                                 "n_utterances_so_far", "n_negative_so_far", "running_negative_share", "running_negative_share_low",
+                                 "running_negative_share_high", "expected_running_negative_share"]
     if name == "top_moments":
         want = exp[~exp["label"].isin(["neutral", "calm"])].sort_values(["confidence", "utterance_id"], ascending=[False, True]).head(5)
         want = want.assign(rank=range(1, len(want) + 1))
@@ -120,9 +153,10 @@ def _expected(name: str, data: Loaded) -> tuple[pd.DataFrame, list[str]]:
         want.columns = ["old_label", "new_label", "n_utterances", "mean_confidence_change"]
         return want.sort_values(["n_utterances", "old_label", "new_label"], ascending=[False, True, True]), list(want.columns)
     if name == "dominant_emotion_per_session":
-        return _dominant_per_session(exp), ["session_id", "dominant_emotion", "dominant_share", "n_utterances", "negative_share"]
+        return _dominant_per_session(exp), ["session_id", "dominant_emotion", "n_dominant", "dominant_share", "dominant_share_low",
+                                            "dominant_share_high", "expected_dominant_share", "n_utterances"] + NEGATIVE
     if name == "negative_share_by_market":
-        return _by_market(exp), ["market", "n_sessions", "n_utterances", "negative_share", "mean_confidence"]
+        return _by_market(exp), ["market", "n_sessions", "n_utterances"] + NEGATIVE + ["mean_confidence"]
     if name == "model_versions":
         n_s2 = data.other_utterances
         assert n_s2 > 0
@@ -158,6 +192,13 @@ def test_query_matches_known_answer(two_surveys, name):
     got = warehouse.run_named_query(two_surveys.path, name, PARAMS[name])
     want, columns = _expected(name, two_surveys)
     _compare(got, want, columns)
+    for share in _shares(got.columns):  # every share it prints comes with its interval and expected share
+        assert {f"{share}_low", f"{share}_high", f"expected_{share}"} <= set(got.columns), (name, share)
+        assert set(columns) >= {share, f"{share}_low", f"{share}_high", f"expected_{share}"}, (name, share)  # and they are checked
+
+
+def _shares(columns) -> list[str]:
+    return [c for c in columns if c.endswith("share") and not c.startswith("expected_")]
 
 
 def test_query_defaults_and_parameter_errors(two_surveys):

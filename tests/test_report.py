@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 import shutil
@@ -10,13 +11,15 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixture)
-from _warehouse_data import utterances_frame, write_survey
+from _warehouse_data import KEY, T0, expected_frame, predictions_frame, utterances_frame, write_survey
 from ser_pipeline import warehouse
+from ser_pipeline.labels import NEGATIVE_EMOTIONS
 from ser_pipeline.manifest import read_survey
-from ser_pipeline.report import EMOTION_COLORS, write_report
+from ser_pipeline.report import EMOTION_COLORS, WIDE_HALF_WIDTH, is_wide, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,3 +99,83 @@ def test_report_renders_in_headless_chromium(loaded: Loaded, tmp_path):
     assert shot.shape[:2] == (3000, 1400)
     assert shot.std() > 20
     assert _has_colour(shot, EMOTION_COLORS["angry"]) and _has_colour(shot, "#23395b")  # a chart and the header drew
+
+
+# --------------------------------------------------------------------------------------------
+# Counts, intervals and expected shares beside every share
+
+
+def _few_and_many(tmp_path) -> tuple[Path, pd.DataFrame]:
+    """A warehouse whose survey has a question answered in 10 utterances ("rare") and one
+    answered in 400 ("common"); returns its path and the expected frame (pandas)."""
+    survey = read_survey(write_survey(tmp_path / "archive", "S1", seed=3, turns_per_session=82).as_uri())
+    utts = utterances_frame(survey)
+    assert len(utts) == 410
+    utts["question"] = ["rare"] * 10 + ["common"] * 400
+    predictions = predictions_frame(utts, "v1", seed=4)
+    path = tmp_path / "few-and-many.duckdb"
+    with warehouse.writing(path) as con:
+        warehouse.migrate(con)
+        warehouse.load_survey(con, survey, key=KEY)
+        warehouse.load_utterances(con, utts, key=KEY)
+        warehouse.record_model_version(con, "v1", created_at=T0)
+        warehouse.load_predictions(con, predictions)
+    return path, expected_frame(survey, utts, predictions, KEY)
+
+
+def _known_shares(exp) -> dict[str, tuple[int, int, float]]:
+    """Every share the report shows, keyed as its data-share attribute: (count, of, expected share)."""
+    exp = exp.assign(negative_probability=exp[[f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]].sum(axis=1),
+                     segment_market=exp["participant_market"])
+    shares = {}
+
+    def add(prefix: str, group: pd.DataFrame) -> None:
+        for label, k in group["label"].value_counts().items():
+            shares[f"{prefix}|{label}"] = (int(k), len(group), float(group[f"p_{label}"].mean()))
+
+    for week, group in exp.groupby("week"):
+        add(f"week|{week}", group)
+        shares[f"week|{week}|negative"] = (int(group["is_negative"].sum()), len(group), float(group["negative_probability"].mean()))
+    for attribute, column in [("age_band", "age_band"), ("gender", "gender"), ("market", "segment_market"), ("segment", "segment")]:
+        for value, group in exp.groupby(column):
+            add(f"segment|{attribute}={value}", group)
+    for question, group in exp.groupby("question"):
+        add(f"question|{question}", group)
+    for session, group in exp.groupby("session_id"):
+        shares[f"session|{session}|negative"] = (int(group["is_negative"].sum()), len(group), float(group["negative_probability"].mean()))
+    shares["survey|S1|negative"] = (int(exp["is_negative"].sum()), len(exp), float(exp["negative_probability"].mean()))
+    return shares
+
+
+def test_report_gives_count_interval_and_expected_share_and_marks_exactly_the_wide_intervals(tmp_path):
+    from scipy.stats import binomtest
+
+    path, exp = _few_and_many(tmp_path)
+    con = warehouse.connect(path, read_only=True)
+    try:
+        page = write_report(con, "S1", tmp_path / "out").read_text()
+    finally:
+        con.close()
+    shown = {html.unescape(key): (set(classes.split()), html.unescape(title))
+             for classes, key, title in re.findall(r'<(?:td|div) class="([^"]*)" data-share="([^"]*)" title="([^"]*)">', page)}
+    known = _known_shares(exp)
+    assert set(shown) == set(known)  # every share the report shows, and only those, carries its numbers
+    wide = set()
+    for key, (k, n, expected) in known.items():
+        ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+        assert shown[key][1] == (f"{k} of {n} utterances; 95% interval {ci.low:.1%} to {ci.high:.1%}; "
+                                 f"expected share (mean probability) {expected:.1%}"), key
+        if (ci.high - ci.low) / 2 > 0.15:
+            wide.add(key)
+    marked = {key for key, (classes, _) in shown.items() if "wide" in classes}
+    assert marked == wide
+    rare = {key for key in known if key.startswith("question|rare|")}
+    assert rare and rare <= marked  # all of the 10-utterance question's shares are marked ...
+    assert not any(key.startswith("question|common|") for key in marked)  # ... none of the 400-utterance one's
+    assert marked == rare  # and nothing else in this survey is that thin (weeks, segments and sessions have 68+ utterances)
+    assert page.count("†") >= len(marked) and "interval wider than ±15 points: few utterances" in page
+
+
+def test_is_wide_is_half_the_interval_over_fifteen_points():
+    assert is_wide(0.10, 0.41) and not is_wide(0.10, 0.39) and not is_wide(0.0, 0.2775)  # 0 of 10: ±13.9 points
+    assert WIDE_HALF_WIDTH == 0.15

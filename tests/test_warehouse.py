@@ -56,10 +56,10 @@ def test_existing_warehouse_upgrades_in_place(tmp_path):
 
     con = warehouse.connect(path)
     assert warehouse.schema_version(con) == 1
-    assert warehouse.migrate(con) == [2]
+    assert warehouse.migrate(con) == [2, 3]
     assert con.execute("SELECT model_version, promoted_at FROM model_versions").fetchall() == [("old-model", None)]
     assert warehouse.current_model(con) == ("old-model", "latest")
-    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [1, 2]
+    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [1, 2, 3]
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ def test_ingest_runs_quarantine_and_validation_are_recorded_once(loaded):
     assert q == [("audio", "truncated WAV", "12", "flow-123")]
     assert v == [(vid, False, 1)]
     assert status["last_ingest_run"]["status"] == "partial"
-    assert status["rows"]["quarantine"] == 1 and status["schema_version"] == 2
+    assert status["rows"]["quarantine"] == 1 and status["schema_version"] == len(warehouse.migrations())
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,10 +278,32 @@ def test_run_query_binds_parameters_and_cannot_write(loaded):
 # Views against answers computed with pandas
 
 
-def _share(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+P_COLUMNS = [f"p_{e}" for e in EMOTIONS]
+
+
+def _wilson(k, n) -> tuple[list[float], list[float]]:
+    """scipy's 95% Wilson interval for each share k/n: the independent known answer."""
+    from scipy.stats import binomtest
+
+    intervals = [binomtest(int(a), int(b)).proportion_ci(0.95, method="wilson") for a, b in zip(k, n)]
+    return [ci.low for ci in intervals], [ci.high for ci in intervals]
+
+
+def _share(frame: pd.DataFrame, by: list[str], total: str = "total") -> pd.DataFrame:
+    """Hard share of each label per group, with its denominator ``total``, scipy's Wilson
+    interval and the expected share (the group's mean of p_<label>), all in pandas."""
     counts = frame.groupby(by + ["label"]).size().rename("n_utterances").reset_index()
-    counts["share"] = counts["n_utterances"] / counts.groupby(by)["n_utterances"].transform("sum")
+    counts[total] = counts.groupby(by)["n_utterances"].transform("sum")
+    counts["share"] = counts["n_utterances"] / counts[total]
+    counts["share_low"], counts["share_high"] = _wilson(counts["n_utterances"], counts[total])
+    if set(P_COLUMNS) <= set(frame.columns):
+        means = frame.groupby(by)[P_COLUMNS].mean().reset_index().melt(id_vars=by, var_name="label", value_name="expected_share")
+        means["label"] = means["label"].str.removeprefix("p_")
+        counts = counts.merge(means, on=by + ["label"], how="left")
     return counts
+
+
+SHARE_COLUMNS = ["n_utterances", "share", "share_low", "share_high", "expected_share"]
 
 
 def _assert_same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str], columns: list[str]) -> None:
@@ -296,32 +318,67 @@ def _assert_same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str], columns
         np.testing.assert_allclose(got[column].astype(float), want[column].astype(float), err_msg=column)
 
 
+def test_wilson_macros_match_scipy_at_the_edges(loaded):
+    cases = [(0, 1), (1, 1), (0, 10), (1, 10), (10, 10), (3, 14), (7, 400), (200, 400)]
+    sql = " UNION ALL ".join(f"SELECT {k} AS k, {n} AS n, wilson_low({k}, {n}) AS low, wilson_high({k}, {n}) AS high" for k, n in cases)
+    got = warehouse.run_query(loaded.path, sql + " ORDER BY n, k")
+    want = pd.DataFrame(cases, columns=["k", "n"]).sort_values(["n", "k"])
+    want["low"], want["high"] = _wilson(want["k"], want["n"])
+    _assert_same(got, want, ["n", "k"], ["low", "high"])
+    assert got.loc[got["k"] == 0, "low"].eq(0.0).all() and got.loc[got["k"] == got["n"], "high"].eq(1.0).all()  # exactly, not a hair off
+    ninety = warehouse.run_query(loaded.path, "SELECT wilson_low(3, 14, z := 1.6448536269514722) AS low")["low"].iloc[0]
+    from scipy.stats import binomtest
+    assert ninety == pytest.approx(binomtest(3, 14).proportion_ci(0.90, method="wilson").low, rel=1e-12)
+
+
 def test_weekly_share_view(loaded):
-    want = _share(loaded.expected(), ["survey_id", "week"])
+    want = _share(loaded.expected(), ["survey_id", "week"], "week_utterances")
     got = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_weekly")
-    _assert_same(got, want, ["survey_id", "week", "label"], ["n_utterances", "share"])
+    _assert_same(got, want, ["survey_id", "week", "label"], SHARE_COLUMNS + ["week_utterances"])
+    assert (got["share_low"] <= got["share"]).all() and (got["share"] <= got["share_high"]).all()
     # s3 was recorded on Sunday 23:30 at -02:00, which is Monday in UTC: it counts in the week of March 9.
     assert sorted({str(w)[:10] for w in got["week"]}) == ["2026-03-02", "2026-03-09", "2026-03-23"]
 
 
 def test_question_and_segment_share_views(loaded):
     exp = loaded.expected()
-    want_q = _share(exp[exp["question"].notna()], ["question"])
+    want_q = _share(exp[exp["question"].notna()], ["question"], "question_utterances")
     got_q = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_by_question")
-    _assert_same(got_q, want_q, ["question", "label"], ["n_utterances", "share"])
-    long = exp.melt(id_vars=["label"], value_vars=["age_band", "gender", "participant_market", "segment"], var_name="attribute")
+    _assert_same(got_q, want_q, ["question", "label"], SHARE_COLUMNS + ["question_utterances"])
+    long = exp.melt(id_vars=["label"] + P_COLUMNS, value_vars=["age_band", "gender", "participant_market", "segment"], var_name="attribute")
     long["attribute"] = long["attribute"].replace({"participant_market": "market"})
-    want_s = _share(long, ["attribute", "value"])
+    want_s = _share(long, ["attribute", "value"], "group_utterances")
     got_s = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_by_segment")
-    _assert_same(got_s, want_s, ["attribute", "value", "label"], ["n_utterances", "share"])
+    _assert_same(got_s, want_s, ["attribute", "value", "label"], SHARE_COLUMNS + ["group_utterances"])
+
+
+def test_expected_share_sums_to_one_over_the_emotions_and_is_null_without_probabilities(loaded):
+    got = warehouse.run_query(loaded.path, "SELECT week, emotion, avg(p) AS expected FROM v_labelled_probabilities GROUP BY ALL")
+    np.testing.assert_allclose(got.groupby("week")["expected"].sum(), 1.0)  # every emotion, also those never the label
+    bare = loaded.v1[["utterance_id", "label", "confidence"]].assign(model_version="bare")  # a model that stored no probabilities
+    with warehouse.writing(loaded.path) as con:
+        warehouse.load_predictions(con, bare)
+    shares = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_weekly", model_version="bare")
+    want = _share(loaded.expected("v1"), ["survey_id", "week"], "week_utterances")
+    _assert_same(shares, want, ["survey_id", "week", "label"], ["n_utterances", "share", "share_low", "share_high"])
+    assert shares["expected_share"].isna().all()  # unknown, not zero
+    for view, column in [("v_negative_trend", "expected_negative_share"), ("v_session_arc", "expected_running_negative_share")]:
+        assert warehouse.run_query(loaded.path, f"SELECT * FROM {view}", model_version="bare")[column].isna().all(), view
 
 
 def test_session_arc_view(loaded):
     exp = loaded.expected().sort_values(["session_id", "utterance_index"])
-    exp["running_negative_share"] = exp.groupby("session_id")["is_negative"].transform(lambda s: s.astype(float).expanding().mean())
+    by_session = exp.groupby("session_id")
+    exp["n_utterances_so_far"] = by_session.cumcount() + 1
+    exp["n_negative_so_far"] = by_session["is_negative"].cumsum()
+    exp["running_negative_share"] = by_session["is_negative"].transform(lambda s: s.astype(float).expanding().mean())
+    exp["running_negative_share_low"], exp["running_negative_share_high"] = _wilson(exp["n_negative_so_far"], exp["n_utterances_so_far"])
     exp["negative_probability"] = exp[[f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]].sum(axis=1)
+    exp["expected_running_negative_share"] = exp.groupby("session_id")["negative_probability"].transform(lambda s: s.expanding().mean())
     got = warehouse.run_query(loaded.path, "SELECT * FROM v_session_arc")
-    _assert_same(got, exp, ["session_id", "utterance_index", "utterance_id", "label"], ["start_s", "running_negative_share", "negative_probability"])
+    _assert_same(got, exp, ["session_id", "utterance_index", "utterance_id", "label"],
+                 ["start_s", "negative_probability", "n_utterances_so_far", "n_negative_so_far", "running_negative_share",
+                  "running_negative_share_low", "running_negative_share_high", "expected_running_negative_share"])
     assert (got.sort_values(["session_id", "utterance_index"])["spoken_at"].reset_index(drop=True) == exp["spoken_at"].reset_index(drop=True)).all()
 
 
@@ -344,6 +401,22 @@ def test_negative_trend_view_compares_with_the_previous_week_with_data_and_gives
     np.testing.assert_allclose(got.sort_values("week")["expected_negative_share"], weekly["expected_negative_share"], atol=1e-5)  # float32 p
     assert got["change_from_previous"].isna().sum() == 1  # only the first week: a gap week no longer hides a change
     assert (got.sort_values("week")["weeks_since_previous"].dropna() > 1).any()  # and the gap is said
+
+
+def test_every_share_in_a_view_has_its_counts_interval_and_expected_share(loaded):
+    con = warehouse.connect(loaded.path, read_only=True)
+    try:
+        columns = con.execute("SELECT table_name, list(column_name) FROM information_schema.columns WHERE table_name IN "
+                              "(SELECT view_name FROM duckdb_views() WHERE NOT internal) GROUP BY 1").fetchall()
+    finally:
+        con.close()
+    checked = set()
+    for view, names in columns:
+        for share in [c for c in names if c.endswith("share") and not c.startswith("expected_") and c != "previous_share"]:
+            assert {f"{share}_low", f"{share}_high", f"expected_{share}"} <= set(names), (view, share)
+            assert sum(c.startswith("n_") or c.endswith("_utterances") for c in names) >= 2, (view, "count and denominator")
+            checked.add(view)
+    assert checked == {"v_emotion_share_weekly", "v_emotion_share_by_question", "v_emotion_share_by_segment", "v_session_arc", "v_negative_trend"}
 
 
 def test_moments_review_queue_and_model_comparison_views(loaded):

@@ -1,16 +1,22 @@
 -- Which questions or topics drew the most negative reactions, and what was each one's dominant emotion?
+-- The negative share with its count (n_negative of n_utterances), 95% interval and expected share (mean P(negative)).
 -- params: survey
 WITH per_question AS (
-    SELECT question, label, n_utterances, share,
-           CAST(sum(n_utterances) OVER (PARTITION BY question) AS BIGINT) AS question_utterances,
-           row_number() OVER (PARTITION BY question ORDER BY n_utterances DESC, label) AS rank
+    SELECT question, count(*) AS n_utterances, count(*) FILTER (WHERE is_negative) AS n_negative,
+           avg(negative_probability) AS expected_negative_share
+    FROM v_labelled
+    WHERE survey_id = $survey AND question IS NOT NULL
+    GROUP BY question
+), dominant AS (
+    SELECT question, label AS dominant_emotion
     FROM v_emotion_share_by_question
     WHERE survey_id = $survey
+    QUALIFY row_number() OVER (PARTITION BY question ORDER BY n_utterances DESC, label) = 1
 )
-SELECT q.question,
-       q.question_utterances AS n_utterances,
-       max(CASE WHEN q.rank = 1 THEN q.label END) AS dominant_emotion,
-       round(sum(q.share) FILTER (WHERE e.is_negative), 4) AS negative_share
-FROM per_question q JOIN emotions e ON e.emotion = q.label
-GROUP BY q.question, q.question_utterances
-ORDER BY negative_share DESC NULLS LAST, q.question;
+SELECT question, n_utterances, dominant_emotion, n_negative,
+       round(n_negative / n_utterances, 4) AS negative_share,
+       round(wilson_low(n_negative, n_utterances), 4) AS negative_share_low,
+       round(wilson_high(n_negative, n_utterances), 4) AS negative_share_high,
+       round(expected_negative_share, 4) AS expected_negative_share
+FROM per_question JOIN dominant USING (question)
+ORDER BY negative_share DESC, question;
