@@ -12,6 +12,11 @@ Speaker turns come from ``<session>.turns.csv`` when present (it can carry the q
 else from ``<session>.rttm`` (what diarization tools write; the speaker field is the
 participant id), else the session has no turns and the pipeline segments its audio.
 
+A manifest needs only ``session_id, survey_id, audio_file, recorded_at, participants``;
+``moderator``, ``market``, ``location`` and ``metadata`` are optional (absent or blank: None,
+and ``{}`` for metadata). ``ser manifest init`` writes a skeleton from the recordings of a
+folder (:mod:`ser_pipeline.manifest_skeleton`).
+
 Every problem raises :class:`~ser_pipeline.errors.ManifestError` naming the file and the
 cause: missing columns, duplicate ids, timestamps without a UTC offset, unknown
 participants, and any path that would leave the survey folder (``..``, absolute paths,
@@ -35,8 +40,11 @@ from .errors import ManifestError
 from .settings import Settings
 from .storage import filesystem, join, to_url
 
-MANIFEST_COLUMNS = ("session_id", "survey_id", "audio_file", "recorded_at", "moderator", "market", "location", "participants", "metadata")
+# The contract of docs/WAREHOUSE.md and expectations/manifest.json (tests check all three agree):
+# a manifest needs only the required columns; the optional ones may be absent or blank.
 REQUIRED_MANIFEST_COLUMNS = ("session_id", "survey_id", "audio_file", "recorded_at", "participants")
+OPTIONAL_MANIFEST_COLUMNS = ("moderator", "market", "location", "metadata")
+MANIFEST_COLUMNS = ("session_id", "survey_id", "audio_file", "recorded_at", "moderator", "market", "location", "participants", "metadata")
 PARTICIPANT_COLUMNS = ("participant_id", "age_band", "gender", "market", "segment")
 TURN_COLUMNS = ("start_s", "end_s", "participant_id")
 

@@ -3,7 +3,7 @@
 Three suites guard the three hand-overs of the nightly run:
 
 * ``manifest``: the archive's ``manifest.csv`` rows (required columns, unique session ids,
-  valid timestamps, referenced audio files present);
+  valid timestamps, referenced audio files present; optional columns checked when present);
 * ``features``: a per-window summary of a feature batch (shapes as in the FeatureSpec, finite
   values, plausible ranges per family, one row per utterance window);
 * ``predictions``: probabilities in [0, 1] summing to 1, labels in the label set, and a batch
@@ -125,11 +125,17 @@ def _applicable(suite: dict[str, Any], df: pd.DataFrame, parameters: Mapping[str
     """Split the suite's expectations into those that apply to this batch and skip notes.
 
     Expectations of a family the batch's FeatureSpec does not have (``spec_families``) do
-    not apply at all; those of a spec family missing from the batch are skipped, with a note."""
+    not apply at all; those of a spec family missing from the batch are skipped, with a note.
+    So are those marked ``meta.optional`` whose column the batch does not have (an optional
+    column keeps its value checks only when present: GX would fail them on a missing column)."""
     keep, skipped = [], []
     for exp in suite["expectations"]:
         meta = exp.get("meta", {})
-        name = f"{exp['type']}({exp['kwargs'].get('column', '')})"
+        column = exp["kwargs"].get("column")
+        name = f"{exp['type']}({column or ''})"
+        if meta.get("optional") and column and column not in df.columns:
+            skipped.append(f"{name}: optional column {column} absent")
+            continue
         if spec_families is not None and meta.get("family") and meta["family"] not in spec_families:
             continue
         if families is not None and meta.get("family") and meta["family"] not in families:
@@ -236,11 +242,17 @@ def manifest_check_frame(df: pd.DataFrame, survey_url: str | None = None, settin
     """``df`` plus the manifest suite's computed columns ``recorded_at_valid`` and ``audio_file_exists``.
 
     Audio files are looked up at ``audio_url`` when the frame has that column (as
-    ``manifest.py`` resolves them), else at ``survey_url``/``audio_file``.
+    ``manifest.py`` resolves them), else at ``survey_url``/``audio_file``. Rows of a JSON
+    manifest are taken as they are documented: a ``participants`` list is checked as its
+    ``;``-joined ids, a ``metadata`` object as its JSON text.
     """
     from .storage import filesystem, join
 
     out = df.copy()
+    if "participants" in out:
+        out["participants"] = [";".join(map(str, v)) if isinstance(v, (list, tuple)) else v for v in out["participants"]]
+    if "metadata" in out:
+        out["metadata"] = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in out["metadata"]]
     out["recorded_at_valid"] = [_timestamp_valid(v) for v in out["recorded_at"]] if "recorded_at" in out else False
     if "audio_url" in out:
         urls = list(out["audio_url"])
@@ -261,8 +273,20 @@ def manifest_check_frame(df: pd.DataFrame, survey_url: str | None = None, settin
     return out
 
 
+def manifest_columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(required, optional)`` manifest columns as the ``manifest`` suite states them:
+    required are those it expects to exist, optional those its ``meta.optional_columns`` names.
+    ``manifest.py`` and docs/WAREHOUSE.md are checked against this (tests/test_validation.py)."""
+    suite = load_suite("manifest")
+    required = tuple(e["kwargs"]["column"] for e in suite["expectations"] if e["type"] == "expect_column_to_exist")
+    return required, tuple(suite.get("meta", {}).get("optional_columns", ()))
+
+
 def validate_manifest(df: pd.DataFrame, survey_url: str | None = None, *, settings: Settings | None = None) -> ValidationResult:
-    """Run the ``manifest`` suite on manifest rows (``survey_url``: the folder they are relative to)."""
+    """Run the ``manifest`` suite on manifest rows (``survey_url``: the folder they are relative to).
+
+    Only the required columns must exist; checks on an optional column (``metadata`` parses as
+    JSON) run when the frame has it and are listed in ``result.skipped`` when it does not."""
     return run_suite("manifest", manifest_check_frame(df, survey_url, settings))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,10 +12,12 @@ import pytest
 
 from ser_pipeline.errors import ValidationFailed
 from ser_pipeline.labels import EMOTIONS
-from ser_pipeline.resources import EXPECTATIONS_DIR
+from ser_pipeline.manifest import MANIFEST_COLUMNS, OPTIONAL_MANIFEST_COLUMNS, REQUIRED_MANIFEST_COLUMNS
+from ser_pipeline.resources import EXPECTATIONS_DIR, PROJECT_ROOT
 from ser_pipeline.validation import (
     SUITES,
     load_suite,
+    manifest_columns,
     validate_features,
     validate_manifest,
     validate_predictions,
@@ -89,6 +92,66 @@ def test_manifest_suite_fails_on_a_missing_required_column(survey):
     url, frame = survey
     result = validate_manifest(frame.drop(columns=["participants"]), url)
     assert _failed(result, "expect_column_to_exist", "participants")
+
+
+def test_a_manifest_of_only_the_required_columns_passes_and_optional_checks_are_skipped(survey):
+    url, frame = survey
+    minimal = frame[["session_id", "survey_id", "audio_file", "recorded_at", "participants"]]
+    result = validate_manifest(minimal, url)
+    assert result.success, result.summary()
+    assert result.skipped == ("expect_column_values_to_be_json_parseable(metadata): optional column metadata absent",)
+
+
+def test_an_optional_column_keeps_its_value_checks_when_present(survey):
+    url, frame = survey
+    bad = frame.copy()
+    bad.loc[1, "metadata"] = "{not json"
+    bad.loc[2, "metadata"] = None  # blank is fine
+    result = validate_manifest(bad, url)
+    assert _failed(result, "expect_column_values_to_be_json_parseable", "metadata") and len(result.failed) == 1
+    assert not result.skipped
+    assert validate_manifest(frame.drop(columns=["moderator", "market", "location"]), url).success
+
+
+def test_json_manifest_rows_are_checked_as_documented(survey):
+    """A JSON manifest lists participants as a list and metadata as an object."""
+    url, frame = survey
+    rows = frame.astype(object).copy()
+    rows["participants"] = [["p1", "p2"], ["p3"], ["p6"]]
+    rows["metadata"] = [{"topic": "snacks"}, None, {}]
+    result = validate_manifest(rows, url)
+    assert result.success, result.summary()
+    rows.loc[1, "participants"] = ["p 3"]
+    assert _failed(validate_manifest(rows, url), "expect_column_values_to_match_regex", "participants")
+
+
+def _docs_manifest_table() -> dict[str, bool]:
+    """docs/WAREHOUSE.md's manifest.csv column table as {column: required}."""
+    text = (PROJECT_ROOT / "docs" / "WAREHOUSE.md").read_text()
+    section = text.split("## Manifest schema", 1)[1].split("\n## ", 1)[0]
+    table = section.split("`manifest.csv`, one row per session:", 1)[1].strip().split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()]
+    assert rows[0][:2] == ["column", "required"] and set(rows[1][0]) == {"-"}
+    columns: dict[str, bool] = {}
+    for cells in rows[2:]:
+        assert cells[1] in ("yes", "no"), cells
+        for column in re.findall(r"`([^`]+)`", cells[0]):
+            columns[column] = cells[1] == "yes"
+    return columns
+
+
+def test_docs_suite_and_reader_state_one_manifest_contract():
+    required, optional = manifest_columns()
+    docs = _docs_manifest_table()
+    assert {c for c, req in docs.items() if req} == set(required)
+    assert {c for c, req in docs.items() if not req} == set(optional)
+    assert set(required) == set(REQUIRED_MANIFEST_COLUMNS) and set(optional) == set(OPTIONAL_MANIFEST_COLUMNS)
+    assert set(MANIFEST_COLUMNS) == set(required) | set(optional) and not set(required) & set(optional)
+    # GX fails any expectation on a missing column: each one on an optional column must be marked
+    # optional (the runner then skips it when absent), and none on a required column may be
+    for exp in load_suite("manifest")["expectations"]:
+        column = exp["kwargs"].get("column")
+        assert bool(exp.get("meta", {}).get("optional")) == (column in optional), exp
 
 
 def test_manifest_files_are_looked_up_on_the_object_store_path_given(survey, tmp_path):
