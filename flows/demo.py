@@ -21,7 +21,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Dask's scheduler and workers log every start at INFO; a newcomer reads the demo's output
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 # Prefect's ephemeral API server starts in ~15 s on an idle laptop; allow for a busy one.
@@ -92,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         _stage(f"Champion model {champion} already registered; skipping training (delete {root} to start over)")
 
     _stage("Running the nightly labelling flow over the archive")
-    summary = label_new_audio(archive_url=settings.archive_url, warehouse=str(settings.warehouse_path))
-    if not isinstance(summary, dict):  # the flow returned a Failed state
-        print(f"nightly run failed: {summary}", file=sys.stderr)
+    from ser_pipeline.errors import NightlyRunFailed
+
+    try:
+        summary = label_new_audio(archive_url=settings.archive_url, warehouse=str(settings.warehouse_path))
+    except NightlyRunFailed as exc:
+        print(f"nightly run failed: {exc}", file=sys.stderr)
         return 1
     print({k: summary[k] for k in ("status", "sessions", "utterances_loaded", "predictions_loaded", "quarantined")})
 

@@ -8,7 +8,10 @@ sessions (decode, features, inference, validation), is submitted to the flow's t
 a Dask cluster (:func:`task_runner`: a local one by default, or the existing one at
 ``SER_DASK_ADDRESS``), so batches run on every worker at once; loads stay in the flow, one
 batch at a time. The run's report becomes a markdown artifact, and the flow run ends Failed
-when a validation suite failed or the run stopped on an error. See docs/SCALE.md.
+when a validation suite failed or the run stopped on an error: the flow raises
+:class:`~ser_pipeline.errors.NightlyRunFailed` (its message is the run's error, its
+``summary`` the report's), so a direct call raises it and ``return_state=True`` returns the
+Failed state. See docs/SCALE.md.
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Failed
-from prefect.tasks import exponential_backoff
 
 from ser_pipeline import nightly
+from ser_pipeline.errors import NightlyRunFailed
 from ser_pipeline.settings import Settings, get_settings
 
-WAREHOUSE_WRITER = "warehouse-writer"
-_WRITES = {"start-run", "load-surveys", "load", "record-quarantine", "record-validations", "finish"}
+from flows.task_options import READS_STORE, WRITES_WAREHOUSE
+_WRITES = {"start-run", "load-surveys", "load", "record-quarantine", "record-warnings", "record-validations", "finish"}
 _READS_STORE = {"discover", "plan", "label-batch", "load-model"}
 
 _STEPS = {
@@ -38,6 +40,7 @@ _STEPS = {
     "label-batch": nightly.label_batch,
     "load": nightly.load_batch,
     "record-quarantine": nightly.record_quarantine,
+    "record-warnings": nightly.record_warnings,
     "record-validations": nightly.record_validations,
     "finish": nightly.finish,
 }
@@ -47,9 +50,9 @@ def _as_task(name: str, fn: Any) -> Any:
     # Inputs are settings, models and arrays: nothing worth caching or hashing.
     options: dict[str, Any] = {"name": name, "cache_policy": NO_CACHE}
     if name in _WRITES:
-        options["tags"] = [WAREHOUSE_WRITER]
+        options.update(WRITES_WAREHOUSE)
     if name in _READS_STORE:
-        options.update(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5)
+        options.update(READS_STORE)
     return task(fn, **options)
 
 
@@ -105,7 +108,7 @@ def label_new_audio(
     summary = report.summary()
     print(summary)
     if report.failed:
-        return Failed(message=f"nightly labeling {report.status}: {report.error or 'a validation suite failed'}", data=summary)
+        raise NightlyRunFailed(f"nightly labeling run {report.run_id} failed: {report.error or 'a validation suite failed'}", summary)
     return summary
 
 

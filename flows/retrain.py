@@ -13,17 +13,17 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from ser_pipeline import retraining
 from ser_pipeline.settings import get_settings
 from ser_pipeline.training import TrainConfig
 
+from flows.task_options import READS_STORE, WRITES_WAREHOUSE
+
 # Task options per library step; every step not named here runs with the defaults.
 _OPTIONS: dict[Any, dict[str, Any]] = {
-    retraining.load_training_set: dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),
-                                       retry_jitter_factor=0.5),  # reads the object store
-    retraining.register: dict(tags=["warehouse-writer"]),  # records the model version in DuckDB
+    retraining.load_training_set: READS_STORE,
+    retraining.register: WRITES_WAREHOUSE,  # records the model version in DuckDB
 }
 _TASKS: dict[Any, Any] = {}
 

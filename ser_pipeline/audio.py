@@ -28,6 +28,21 @@ DEFAULT_SAMPLE_RATE = 22_050
 
 
 @dataclass(frozen=True)
+class ContainerDefect:
+    """What a WAV or AIFF file gets wrong about its own size while its audio stays readable.
+
+    ``truncated``: the header declares more audio data than the file holds (a recorder that
+    crashed, a cut-off upload); ``trailing_bytes``: bytes follow the end the header declares.
+    Byte counts are of the audio chunk (``truncated``) or past the container (``trailing_bytes``).
+    """
+
+    kind: str  # "truncated" | "trailing_bytes"
+    declared_bytes: int
+    found_bytes: int
+    message: str
+
+
+@dataclass(frozen=True)
 class AudioInfo:
     """What the file itself holds, before downmixing and resampling."""
 
@@ -36,11 +51,19 @@ class AudioInfo:
     subtype: str  # e.g. "PCM_16", "FLOAT", "VORBIS"
     sample_rate: int
     channels: int
-    frames: int
+    frames: int  # what decodes (a truncated file's frames that are there)
+    defect: ContainerDefect | None = None
 
     @property
     def duration_s(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def declared_s(self) -> float:
+        """The length the header declares: more than ``duration_s`` for a truncated file."""
+        if self.defect is None or self.defect.kind != "truncated" or not self.defect.found_bytes:
+            return self.duration_s
+        return self.duration_s * self.defect.declared_bytes / self.defect.found_bytes
 
 
 @dataclass(frozen=True)
@@ -73,31 +96,33 @@ def _open_source(source: str | Path | bytes, settings: Settings | None) -> tuple
     return fs.open(path, "rb"), name
 
 
-def _check_container_truncation(fh: IO[bytes], name: str) -> None:
-    """Raise when a WAV or AIFF file declares more audio data than it holds.
+def _check_container(fh: IO[bytes], name: str, allow_truncated: bool) -> ContainerDefect | None:
+    """Check that a WAV or AIFF file holds the audio data its header declares.
 
     libsndfile quietly reads what is there (and for AIFF even shortens the frame count it
-    reports); we would rather quarantine a cut-off upload than store a silently shortened
-    utterance. RIFF/WAVE chunk sizes are little-endian, FORM/AIFF(-C) big-endian; the audio
-    lives in ``data`` and ``SSND`` respectively. Other formats are checked after decoding
-    (see :func:`_check_frames_decoded`).
+    reports). A cut-off file raises unless ``allow_truncated`` (the nightly run labels what
+    decodes and records the defect); bytes past the container's declared end (RIFF or FORM
+    size) are returned as a ``trailing_bytes`` defect, the audio being complete. RIFF/WAVE
+    sizes are little-endian, FORM/AIFF(-C) big-endian; the audio lives in ``data`` and
+    ``SSND``. Other formats are checked after decoding (see :func:`_check_frames_decoded`).
     """
     fh.seek(0)
     head = fh.read(12)
     fh.seek(0)
     if head[:4] == b"OggS":
         _check_ogg_end_of_stream(fh, name)
-        return
+        return None
     if len(head) < 12:
         if head[:4] in (b"RIFF", b"FORM"):
             raise AudioDecodeError(name, f"truncated header: only {len(head)} bytes")
-        return
+        return None
     if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
         endian, audio_chunk, kind = "<", b"data", "WAV"
     elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         endian, audio_chunk, kind = ">", b"SSND", "AIFF"
     else:
-        return  # RF64 and every other format: nothing to check here
+        return None  # RF64 and every other format: nothing to check here
+    container_size = struct.unpack(f"{endian}I", head[4:8])[0]
     fh.seek(0, io.SEEK_END)
     file_size = fh.tell()
     pos = 12
@@ -108,15 +133,23 @@ def _check_container_truncation(fh: IO[bytes], name: str) -> None:
             raise AudioDecodeError(name, f"truncated {kind} header: no {audio_chunk.decode()} chunk")
         cid, csize = chunk[:4], struct.unpack(f"{endian}I", chunk[4:])[0]
         if cid == audio_chunk:
-            available = file_size - (pos + 8)
-            # 0 and 0xFFFFFFFF mark streamed files whose writer never came back to fill the size.
-            if csize not in (0, 0xFFFFFFFF) and available < csize:
-                raise AudioDecodeError(
-                    name, f"truncated {kind} data: header declares {csize} bytes of audio, file holds {available}"
-                )
-            fh.seek(0)
-            return
+            break
         pos += 8 + csize + (csize & 1)
+    fh.seek(0)
+    available = file_size - (pos + 8)
+    # 0 and 0xFFFFFFFF mark streamed files whose writer never came back to fill the size.
+    if csize not in (0, 0xFFFFFFFF) and available < csize:
+        message = f"truncated {kind} data: header declares {csize} bytes of audio, file holds {available}"
+        if not allow_truncated:
+            raise AudioDecodeError(name, message)
+        return ContainerDefect("truncated", csize, available, message)
+    declared_end = 8 + container_size + (container_size & 1)
+    if container_size not in (0, 0xFFFFFFFF) and csize not in (0, 0xFFFFFFFF) and file_size > declared_end + 1:  # a missing pad byte is not junk
+        extra = file_size - declared_end
+        return ContainerDefect("trailing_bytes", declared_end, file_size,
+                               f"{extra} bytes after the end of the {kind} data (file of {file_size} bytes, "
+                               f"header declares {declared_end}); the audio itself is complete")
+    return None
 
 
 def _check_ogg_end_of_stream(fh: IO[bytes], name: str) -> None:
@@ -179,7 +212,7 @@ def _sound_file(fh: IO[bytes], name: str) -> sf.SoundFile:
         raise AudioDecodeError(name, f"{hint} ({_libsndfile_reason(exc)})") from exc
 
 
-def _info_of(snd: sf.SoundFile, name: str) -> AudioInfo:
+def _info_of(snd: sf.SoundFile, name: str, defect: ContainerDefect | None = None) -> AudioInfo:
     return AudioInfo(
         source=name,
         format=snd.format,
@@ -187,16 +220,18 @@ def _info_of(snd: sf.SoundFile, name: str) -> AudioInfo:
         sample_rate=int(snd.samplerate),
         channels=int(snd.channels),
         frames=int(snd.frames),
+        defect=defect,
     )
 
 
-def probe_audio(source: str | Path | bytes, settings: Settings | None = None) -> AudioInfo:
-    """Read only the header: format, sample rate, channels and length."""
+def probe_audio(source: str | Path | bytes, settings: Settings | None = None, *, allow_truncated: bool = False) -> AudioInfo:
+    """Read only the header: format, sample rate, channels and length (of what decodes), and
+    ``defect`` when the file gets its own size wrong (``allow_truncated``: see ``load_audio``)."""
     fh, name = _open_source(source, settings)
     with fh:
-        _check_container_truncation(fh, name)
+        defect = _check_container(fh, name, allow_truncated)
         with _sound_file(fh, name) as snd:
-            return _info_of(snd, name)
+            return _info_of(snd, name, defect)
 
 
 def _downmix(block: np.ndarray) -> np.ndarray:
@@ -256,6 +291,7 @@ def load_audio(
     offset_s: float = 0.0,
     duration_s: float | None = None,
     settings: Settings | None = None,
+    allow_truncated: bool = False,
 ) -> Audio:
     """Decode ``source`` (a path, any fsspec URL, or the file's bytes) to mono float32.
 
@@ -263,12 +299,14 @@ def load_audio(
     long recording is decoded without decoding the rest.
 
     Raises :class:`AudioDecodeError` for missing, empty, truncated, corrupt or non-audio input.
+    With ``allow_truncated``, a WAV or AIFF file holding less audio data than its header
+    declares gives what it holds instead (``info.defect`` says how much was declared).
     """
     fh, name = _open_source(source, settings)
     with fh:
-        _check_container_truncation(fh, name)
+        defect = _check_container(fh, name, allow_truncated)
         with _sound_file(fh, name) as snd:
-            info = _info_of(snd, name)
+            info = _info_of(snd, name, defect)
             start = int(round(offset_s * info.sample_rate))
             frames = -1 if duration_s is None else int(round(duration_s * info.sample_rate))
             try:
@@ -292,16 +330,17 @@ def iter_audio_blocks(
     *,
     block_s: float = 30.0,
     settings: Settings | None = None,
+    allow_truncated: bool = False,
 ) -> Iterator[np.ndarray]:
     """Yield a long recording as consecutive mono blocks at ``sample_rate``.
 
     Memory stays bounded by one block whatever the file's length: the file is read block by
     block and resampled with a streaming resampler, so two-hour recordings never sit in
-    memory whole.
+    memory whole. ``allow_truncated`` as in :func:`load_audio`.
     """
     fh, name = _open_source(source, settings)
     with fh:
-        _check_container_truncation(fh, name)
+        _check_container(fh, name, allow_truncated)
         with _sound_file(fh, name) as snd:
             info = _info_of(snd, name)
             rate = info.sample_rate

@@ -45,3 +45,12 @@ class WarehouseBusy(SerError):
 
 class ValidationFailed(SerError):
     """A Great Expectations suite failed; the batch it guarded was not loaded."""
+
+
+class NightlyRunFailed(SerError):
+    """A nightly labeling run ended failed: a validation suite failed (that batch was not
+    loaded) or the run stopped on an error. ``summary`` is the run's report summary."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        self.summary = dict(summary or {})
+        super().__init__(message)

@@ -20,7 +20,9 @@ folder (:mod:`ser_pipeline.manifest_skeleton`).
 Every problem raises :class:`~ser_pipeline.errors.ManifestError` naming the file and the
 cause: missing columns, duplicate ids, timestamps without a UTC offset, unknown
 participants, and any path that would leave the survey folder (``..``, absolute paths,
-URLs, symlinks pointing outside on local disks).
+URLs, symlinks pointing outside on local disks). The nightly run reads with
+``strict=False``: a problem of one row sets that session aside (``Survey.rejected``) and the
+others are read; what makes the whole manifest untrustworthy still raises.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 
 from .errors import ManifestError
 from .settings import Settings
-from .storage import filesystem, join, to_url
+from .storage import AUDIO_EXTENSIONS, filesystem, join, to_url
 
 # The contract of docs/WAREHOUSE.md and expectations/manifest.json (tests check all three agree):
 # a manifest needs only the required columns; the optional ones may be absent or blank.
@@ -91,11 +93,22 @@ class Session:
 
 
 @dataclass(frozen=True)
+class RejectedSession:
+    """A manifest row :func:`read_survey` set aside instead of reading (``strict=False``)."""
+
+    row: int  # 1-based, as the messages say "row 3"
+    session_id: str
+    source: str  # the recording the row names, else the manifest and row
+    reason: str
+
+
+@dataclass(frozen=True)
 class Survey:
     survey_id: str
     url: str
     sessions: tuple[Session, ...]
     participants: tuple[Participant, ...]
+    rejected: tuple[RejectedSession, ...] = ()  # sessions set aside (read_survey(strict=False))
 
     def participant(self, participant_id: str) -> Participant:
         for p in self.participants:
@@ -338,52 +351,96 @@ def _session_turns(folder: str, session_id: str, participant_ids: tuple[str, ...
     return (), None
 
 
-def read_survey(url: str, settings: Settings | None = None) -> Survey:
-    """Read one survey folder: its manifest, participants and every session's speaker turns."""
+def _session(folder: str, survey_id: str, manifest_url: str, where: str, session_id: str, row: Mapping[str, Any],
+             known: set[str], settings: Settings | None) -> Session:
+    """One manifest row as a session; raises ManifestError for what only this row gets wrong."""
+    _check_id(manifest_url, where, "session_id", session_id)
+    audio_url = resolve_inside(folder, row.get("audio_file"), manifest_url, settings)
+    ids = _parse_list(row.get("participants"))
+    if len(set(ids)) != len(ids):
+        raise ManifestError(manifest_url, f"{where}: participants list {list(ids)} repeats an id")
+    unknown = [p for p in ids if p not in known]
+    if unknown:
+        raise ManifestError(manifest_url, f"{where}: participants {unknown} are not in participants.csv")
+    recorded_at = _parse_recorded_at(manifest_url, where, row.get("recorded_at"))
+    metadata = _parse_metadata(manifest_url, where, row.get("metadata"))
+    turns, turns_source = _session_turns(folder, session_id, ids, settings)
+    return Session(
+        session_id=session_id,
+        survey_id=survey_id,
+        audio_url=audio_url,
+        recorded_at=recorded_at,
+        moderator=row.get("moderator"),
+        market=row.get("market"),
+        location=row.get("location"),
+        participant_ids=ids,
+        metadata=metadata,
+        turns=turns,
+        turns_source=turns_source,
+    )
+
+
+def _row_source(folder: str, manifest_url: str, where: str, row: Mapping[str, Any], settings: Settings | None) -> str:
+    """What a set-aside row is reported as: the recording it names when that lies inside the
+    survey folder, else the manifest and row (a path that leaves the folder names nothing)."""
+    try:
+        return resolve_inside(folder, row.get("audio_file"), manifest_url, settings)
+    except ManifestError:
+        return f"{manifest_url} {where}"
+
+
+def read_survey(
+    url: str,
+    settings: Settings | None = None,
+    *,
+    strict: bool = True,
+    set_aside: Mapping[int, str] | None = None,
+) -> Survey:
+    """Read one survey folder: its manifest, participants and every session's speaker turns.
+
+    What makes the whole manifest untrustworthy always raises: an unreadable manifest or
+    participants file, a missing required column, a row without a session id, a repeated
+    session id, a ``survey_id`` other than the folder's name. A problem of one row alone (its
+    recording's path, its participants, its timestamp, metadata or turns file) raises too when
+    ``strict``; otherwise that session is set aside in ``Survey.rejected`` and the others are
+    read. ``set_aside`` (0-based manifest row -> reason: rows a caller has already judged,
+    such as the manifest suite's failures) puts those rows in ``rejected`` unread.
+    """
     folder = str(url).rstrip("/")
     survey_id = _check_id(folder, "folder", "survey id", posixpath.basename(folder))
     manifest_url, rows = _read_table(folder, "manifest", REQUIRED_MANIFEST_COLUMNS, "sessions", settings)
     participants = _read_participants(folder, settings)
     known = {p.participant_id for p in participants}
-    sessions = []
+    set_aside = dict(set_aside or {})
+    sessions, rejected = [], []
     seen: set[str] = set()
     for i, row in enumerate(rows):
         where = f"row {i + 1}"
-        session_id = _check_id(manifest_url, where, "session_id", row.get("session_id"))
+        if row.get("session_id") is None:
+            raise ManifestError(manifest_url, f"{where}: session_id is empty")
+        session_id = str(row["session_id"])
         if session_id in seen:
             raise ManifestError(manifest_url, f"duplicate session_id {session_id!r}")
         seen.add(session_id)
         if str(row.get("survey_id")) != survey_id:
             raise ManifestError(manifest_url, f"{where}: survey_id {row.get('survey_id')!r} differs from the folder name {survey_id!r}")
-        audio_url = resolve_inside(folder, row.get("audio_file"), manifest_url, settings)
-        ids = _parse_list(row.get("participants"))
-        if len(set(ids)) != len(ids):
-            raise ManifestError(manifest_url, f"{where}: participants list {list(ids)} repeats an id")
-        unknown = [p for p in ids if p not in known]
-        if unknown:
-            raise ManifestError(manifest_url, f"{where}: participants {unknown} are not in participants.csv")
-        turns, turns_source = _session_turns(folder, session_id, ids, settings)
-        sessions.append(
-            Session(
-                session_id=session_id,
-                survey_id=survey_id,
-                audio_url=audio_url,
-                recorded_at=_parse_recorded_at(manifest_url, where, row.get("recorded_at")),
-                moderator=row.get("moderator"),
-                market=row.get("market"),
-                location=row.get("location"),
-                participant_ids=ids,
-                metadata=_parse_metadata(manifest_url, where, row.get("metadata")),
-                turns=turns,
-                turns_source=turns_source,
-            )
-        )
-    return Survey(survey_id=survey_id, url=folder, sessions=tuple(sessions), participants=participants)
+        source = _row_source(folder, manifest_url, where, row, settings)
+        if i in set_aside:
+            rejected.append(RejectedSession(i + 1, session_id, source, set_aside[i]))
+            continue
+        try:
+            sessions.append(_session(folder, survey_id, manifest_url, where, session_id, row, known, settings))
+        except ManifestError as exc:
+            if strict:
+                raise
+            rejected.append(RejectedSession(i + 1, session_id, source, str(exc)))
+    return Survey(survey_id=survey_id, url=folder, sessions=tuple(sessions), participants=participants,
+                  rejected=tuple(rejected))
 
 
-def list_surveys(archive_url: str, settings: Settings | None = None) -> list[str]:
-    """The survey folders of an archive (those holding a manifest), as URLs; names starting
-    with ``_`` or ``.`` are ignored."""
+def _survey_folders(archive_url: str, settings: Settings | None) -> list[tuple[Any, str, list[str]]]:
+    """``(fs, folder path, file names)`` of each folder directly under the archive (names
+    starting with ``_`` or ``.`` are ignored)."""
     fs, root = filesystem(archive_url, settings)
     if not fs.exists(root):
         return []
@@ -392,9 +449,31 @@ def list_surveys(archive_url: str, settings: Settings | None = None) -> list[str
         name = posixpath.basename(entry["name"].rstrip("/"))
         if entry["type"] != "directory" or name.startswith(("_", ".")):
             continue
-        if any(fs.exists(posixpath.join(entry["name"], f"manifest.{ext}")) for ext in ("csv", "json")):
-            found.append(to_url(fs, entry["name"]))
-    return sorted(found)
+        files = [posixpath.basename(e["name"].rstrip("/")) for e in fs.ls(entry["name"], detail=True) if e["type"] == "file"]
+        found.append((fs, entry["name"], files))
+    return sorted(found, key=lambda f: f[1])
+
+
+def _has_manifest(files: list[str]) -> bool:
+    return any(f"manifest.{ext}" in files for ext in ("csv", "json"))
+
+
+def list_surveys(archive_url: str, settings: Settings | None = None) -> list[str]:
+    """The survey folders of an archive (those holding a manifest), as URLs; names starting
+    with ``_`` or ``.`` are ignored."""
+    return [to_url(fs, path) for fs, path, files in _survey_folders(archive_url, settings) if _has_manifest(files)]
+
+
+def folders_without_manifest(archive_url: str, settings: Settings | None = None) -> dict[str, int]:
+    """Folders of an archive that hold recordings but no manifest: ``{folder URL: number of
+    audio files}`` (``storage.AUDIO_EXTENSIONS``, names starting with ``.`` ignored). The
+    nightly run reports them, since nothing in them is labelled until a manifest exists."""
+    out = {}
+    for fs, path, files in _survey_folders(archive_url, settings):
+        audio = [f for f in files if not f.startswith(".") and f.lower().endswith(AUDIO_EXTENSIONS)]
+        if audio and not _has_manifest(files):
+            out[to_url(fs, path)] = len(audio)
+    return out
 
 
 def read_archive(archive_url: str, settings: Settings | None = None) -> list[Survey]:

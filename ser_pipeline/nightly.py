@@ -5,7 +5,9 @@ same steps in order without Prefect, for a notebook or a test. The steps:
 
 1. :func:`discover` -- every survey of the archive: the raw manifest is checked by the GX
    ``manifest`` suite, then read with ``manifest.read_survey`` (participants, sidecar turns).
-   A survey that fails either is quarantined (with the reason) and the run goes on.
+   A manifest wrong as a whole quarantines its survey; a row wrong only about itself
+   quarantines that session, and the others go on; a folder of recordings without a
+   manifest is reported. Quarantine makes the run ``partial``, not failed.
 2. :func:`load_surveys` -- surveys, sessions and pseudonymised participants into DuckDB.
 3. :func:`plan` -- each session recording is hashed (streamed, sha256; cached per
    object version, so unchanged recordings are not re-read every night) and cut into
@@ -56,6 +58,9 @@ from .validation import ValidationResult
 
 FLOW_NAME = "label-new-audio"
 HASH_CHUNK_BYTES = 4 * 1024 * 1024
+# Suites that judge the archive's inputs: their failures set inputs aside (quarantine), they
+# do not fail the run as a failed features or predictions suite does.
+INPUT_SUITES = frozenset({"manifest"})
 RECORDING_CACHE_DIR = "_recordings"  # under the feature store: content hash and utterances per unchanged recording
 
 # step(name, fn) -> the callable to run for that step (identity by default; a Prefect task in flows/).
@@ -72,6 +77,21 @@ class Quarantined:
     stage: str  # "manifest", "audio", "features", ...
     source: str
     reason: str
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordingWarning:
+    """A recording labelled with a caveat (mirrors a row of the warehouse's recording_warnings):
+    a WAV cut off mid-way is labelled up to where it decodes, and this says how much was
+    declared and found."""
+
+    kind: str  # "truncated", "trailing_bytes" (audio.ContainerDefect.kind)
+    source: str
+    session_id: str
+    message: str
+    declared_s: float | None = None
+    found_s: float | None = None
     content_hash: str | None = None
 
 
@@ -120,6 +140,7 @@ class Plan:
     utterances_pending: int
     quarantined: tuple[Quarantined, ...] = ()
     elapsed_s: float = 0.0
+    warnings: tuple[RecordingWarning, ...] = ()  # recordings with pending utterances labelled with a caveat
 
 
 @dataclass(frozen=True)
@@ -179,11 +200,14 @@ class NightlyReport:
     error: str | None = None
     abandoned_runs: list[str] = field(default_factory=list)  # earlier runs found dead at the start
     temp_files_removed: int = 0
-    warnings: list[Any] = field(default_factory=list)  # RecordingWarning: labelled with a caveat
+    warnings: list[RecordingWarning] = field(default_factory=list)  # labelled with a caveat
 
     @property
     def failed(self) -> bool:
-        return self.batches_failed > 0 or self.error is not None or any(not r.success for _, r in self.validations)
+        """A batch not loaded or the run stopped. A failed manifest suite only sets its
+        survey or sessions aside (quarantine: the run is ``partial``), like a bad recording."""
+        return self.batches_failed > 0 or self.error is not None or any(
+            not r.success for _, r in self.validations if r.suite not in INPUT_SUITES)
 
     @property
     def status(self) -> str:
@@ -277,6 +301,19 @@ def record_quarantine(settings: Settings, items: Sequence[Quarantined], run_id: 
         return warehouse.quarantine(con, rows, run_id=run_id)
 
 
+def record_warnings(settings: Settings, items: Sequence[RecordingWarning], run_id: str) -> int:
+    """Write recordings labelled with a caveat to the warehouse's recording_warnings table
+    (one row per kind, recording and content; a re-run updates it)."""
+    from dataclasses import asdict
+
+    from . import warehouse
+
+    if not items:
+        return 0
+    with _writing(settings) as con:
+        return warehouse.record_warnings(con, [asdict(w) for w in items], run_id=run_id)
+
+
 def record_validations(settings: Settings, results: Sequence[tuple[str, ValidationResult]], run_id: str) -> None:
     """Store GX results (one row per suite and target) in the warehouse."""
     from . import warehouse
@@ -325,22 +362,53 @@ def _missing_audio(frame: pd.DataFrame, survey_url: str, result: ValidationResul
     return f"\n  missing audio files: {', '.join(missing[:20])}" + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
 
 
+# Computed columns of the manifest suite, and the column a person edits to fix them.
+_COMPUTED_FROM = {"audio_file_exists": "audio_file", "recorded_at_valid": "recorded_at"}
+
+
+def _row_reason(frame: pd.DataFrame, row: int, failures: Sequence[Any]) -> str:
+    """What one manifest row got wrong, with the value written there."""
+    parts = []
+    for f in failures:
+        column = _COMPUTED_FROM.get(f.column, f.column)
+        value = frame.iloc[row][column] if column in frame.columns else None
+        parts.append(f"{f.expectation} on {f.column} ({f.why}): {column} = {value!r}")
+    return "manifest suite: " + "; ".join(parts)
+
+
+def _no_manifest(folder: str, n_audio: int) -> Quarantined:
+    files = f"{n_audio} audio file{'' if n_audio == 1 else 's'}"
+    return Quarantined("manifest", folder, f"no manifest.csv; {files} not labelled; write one with `ser manifest init {folder}`")
+
+
 def discover(settings: Settings) -> Discovery:
-    """Every survey of ``settings.archive_url`` that passes the manifest suite and reads cleanly."""
-    from .manifest import list_surveys, read_survey
+    """Every survey of ``settings.archive_url`` with the sessions it can read.
+
+    What makes a manifest untrustworthy as a whole (it does not parse, a required column is
+    missing, a row names no session or another survey, a session id repeats) quarantines the
+    survey (stage ``manifest``). A row wrong only about itself (its recording missing, its
+    timestamp, participants, metadata or turns file) quarantines that session (stage
+    ``session``) and the survey's other sessions go on. A folder holding recordings but no
+    manifest is reported (stage ``manifest``) every night until it has one."""
+    from .manifest import folders_without_manifest, list_surveys, read_survey
     from .validation import validate_manifest
 
     clock = _Clock()
-    surveys, quarantined, validations = [], [], []
+    surveys, validations = [], []
+    quarantined = [_no_manifest(folder, n) for folder, n in folders_without_manifest(settings.archive_url, settings).items()]
     for survey_url in list_surveys(settings.archive_url, settings):
         try:
             frame = _read_manifest_frame(survey_url, settings)
             result = validate_manifest(frame, survey_url, settings=settings)
             validations.append((survey_url, result))
-            if not result.success:
+            if result.table_failures:
                 quarantined.append(Quarantined("manifest", survey_url, result.summary() + _missing_audio(frame, survey_url, result, settings)))
                 continue
-            surveys.append(read_survey(survey_url, settings))
+            set_aside = {row: _row_reason(frame, row, failures) for row, failures in result.row_failures().items()}
+            survey = read_survey(survey_url, settings, strict=False, set_aside=set_aside)
+            quarantined.extend(Quarantined("session", r.source, f"session {r.session_id} (manifest row {r.row}): {r.reason}")
+                               for r in survey.rejected)
+            surveys.append(survey)
         except (ManifestError, ValueError, KeyError, OSError) as exc:
             quarantined.append(Quarantined("manifest", survey_url, f"{type(exc).__name__}: {exc}"))
     return Discovery(tuple(surveys), tuple(quarantined), tuple(validations), clock.elapsed)
@@ -403,18 +471,24 @@ def _labelled_ids(settings: Settings, model_version: str, session_ids: Sequence[
     return set(frame["utterance_id"])
 
 
-def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> list[Utterance]:
-    """The session's utterances; the header is read first, so a broken recording is caught
-    once here (not once per turn) and turns are clipped to the recording's length."""
+def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> tuple[list[Utterance], dict[str, Any] | None]:
+    """The session's utterances, and what its container gets wrong (``kind``, ``message``,
+    ``declared_s``, ``found_s``) or None. The header is read first, so a broken recording is
+    caught once here (not once per turn) and turns are clipped to what decodes: a WAV cut off
+    at 1 h 50 of a declared 2 h keeps 1 h 50 of utterances."""
     from .audio import probe_audio
 
-    info = probe_audio(session.audio_url, settings)
+    info = probe_audio(session.audio_url, settings, allow_truncated=True)
     utterances = segment_recording(session.audio_url, session.session_id, session.turns or None,
-                                   duration_s=info.duration_s, config=vad, settings=settings)
+                                   duration_s=info.duration_s, config=vad, settings=settings, allow_truncated=True)
     if not session.turns and len(session.participant_ids) == 1:
         # One participant and no turns: every voiced span is theirs.
         utterances = [replace(u, participant_id=session.participant_ids[0]) for u in utterances]
-    return utterances
+    defect = None
+    if info.defect is not None:
+        defect = {"kind": info.defect.kind, "message": info.defect.message,
+                  "declared_s": round(info.declared_s, 3), "found_s": round(info.duration_s, 3)}
+    return utterances, defect
 
 
 def _recording_cache_url(settings: Settings, audio_url: str) -> str:
@@ -444,8 +518,9 @@ def _recording_cache_key(session: Any, settings: Settings, vad: VadConfig) -> st
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple[str, list[Utterance]]:
-    """The recording's content hash and utterances, from the recording cache when the object is
+def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple[str, list[Utterance], dict[str, Any] | None]:
+    """The recording's content hash, utterances and container defect (see
+    :func:`_session_utterances`), from the recording cache when the object is
     unchanged since it was last read (so a nightly run does not re-read the whole archive), else
     computed (streamed) and cached. The cache lives under ``<feature store>/_recordings/``."""
     import json
@@ -458,19 +533,20 @@ def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple
         try:
             cached = json.loads(read_bytes(cache_url, settings))
             if cached.get("key") == key:
-                return cached["content_hash"], [Utterance(session.session_id, *u) for u in cached["utterances"]]
+                return (cached["content_hash"], [Utterance(session.session_id, *u) for u in cached["utterances"]],
+                        cached.get("defect"))
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             pass
     digest = recording_hash(session.audio_url, settings)
-    utterances = _session_utterances(session, settings, vad)
+    utterances, defect = _session_utterances(session, settings, vad)
     if key is not None:
-        entry = {"key": key, "content_hash": digest,
+        entry = {"key": key, "content_hash": digest, "defect": defect,
                  "utterances": [[u.participant_id, u.start_s, u.end_s, u.question] for u in utterances]}
         try:
             write_bytes_atomic(cache_url, json.dumps(entry).encode(), settings)
         except OSError:
             pass  # only a cache: a full or read-only store must not set the recording aside
-    return digest, utterances
+    return digest, utterances, defect
 
 
 def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None) -> Plan:
@@ -481,11 +557,12 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
     sessions = [(survey, s) for survey in surveys for s in survey.sessions]
     done = _labelled_ids(settings, model_version, [s.session_id for _, s in sessions])
     quarantined: list[Quarantined] = []
+    warnings: list[RecordingWarning] = []
     pending_by_session: list[list[PlannedUtterance]] = []
     skipped = total = 0
     for survey, session in sessions:
         try:
-            digest, utterances = _hash_and_segment(session, settings, vad)
+            digest, utterances, defect = _hash_and_segment(session, settings, vad)
         except (AudioDecodeError, OSError) as exc:
             reason = exc.reason if isinstance(exc, AudioDecodeError) else f"{type(exc).__name__}: {exc}"
             quarantined.append(Quarantined("audio", session.audio_url, reason))
@@ -503,6 +580,9 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
         if not pending:
             skipped += 1
             continue
+        if defect is not None:
+            warnings.append(RecordingWarning(defect["kind"], session.audio_url, session.session_id, defect["message"],
+                                             defect["declared_s"], defect["found_s"], digest))
         pending_by_session.append(pending)
     batches, current = [], []
     size = max(1, settings.batch_size)
@@ -518,7 +598,7 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
     if current:
         batches.append(Batch(len(batches), tuple(current)))
     n_pending = sum(len(b.utterances) for b in batches)
-    return Plan(tuple(batches), len(sessions), skipped, total, n_pending, tuple(quarantined), clock.elapsed)
+    return Plan(tuple(batches), len(sessions), skipped, total, n_pending, tuple(quarantined), clock.elapsed, tuple(warnings))
 
 
 # -- 4. per batch ----------------------------------------------------------------------------------
@@ -556,14 +636,16 @@ def _decode_group(group: Sequence[PlannedUtterance], settings: Settings, sample_
     try:
         # 10 ms past the last end: rounding each utterance's own offset and length must never
         # run past the stretch (the file's end still cuts both the same way).
-        span = load_audio(group[0].source_uri, sample_rate, offset_s=start, duration_s=end - start + 0.01, settings=settings).samples
+        span = load_audio(group[0].source_uri, sample_rate, offset_s=start, duration_s=end - start + 0.01,
+                          settings=settings, allow_truncated=True).samples
     except AudioDecodeError:
         span = None
     out: list[tuple[PlannedUtterance, Any]] = []
     for u in group:
         if span is None:
             try:
-                samples = load_audio(u.source_uri, sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s, settings=settings).samples
+                samples = load_audio(u.source_uri, sample_rate, offset_s=u.start_s, duration_s=u.end_s - u.start_s,
+                                     settings=settings, allow_truncated=True).samples
             except AudioDecodeError as exc:
                 out.append((u, exc))
                 continue
@@ -1022,6 +1104,7 @@ def run_nightly(
         raise
     finally:
         call("record-quarantine", record_quarantine)(settings, report.quarantined, report.run_id)
+        call("record-warnings", record_warnings)(settings, report.warnings, report.run_id)
         call("record-validations", record_validations)(settings, report.validations, report.run_id)
         call("finish", finish)(settings, report)
     return report
@@ -1036,4 +1119,5 @@ def apply_plan(report: NightlyReport, planned: Plan) -> None:
     report.utterances_pending = planned.utterances_pending
     report.batches = len(planned.batches)
     report.quarantined.extend(planned.quarantined)
+    report.warnings.extend(planned.warnings)
 

@@ -215,16 +215,18 @@ def segment_file(
     config: VadConfig | None = None,
     block_s: float = 30.0,
     settings: Settings | None = None,
+    allow_truncated: bool = False,
 ) -> list[tuple[float, float]]:
     """Voiced spans of a recording of any length, read block by block (bounded memory).
 
     Energy VAD needs no high frequencies, so the file is streamed at 16 kHz by default.
-    Raises :class:`~ser_pipeline.errors.AudioDecodeError` when the file cannot be decoded.
+    Raises :class:`~ser_pipeline.errors.AudioDecodeError` when the file cannot be decoded
+    (``allow_truncated``: a cut-off WAV or AIFF gives the spans of what it holds).
     """
     from .audio import iter_audio_blocks
 
     config = config or VadConfig()
-    blocks = iter_audio_blocks(source, sample_rate, block_s=block_s, settings=settings)
+    blocks = iter_audio_blocks(source, sample_rate, block_s=block_s, settings=settings, allow_truncated=allow_truncated)
     return spans_from_levels(stream_frame_levels_db(blocks, sample_rate, config.frame_s), config)
 
 
@@ -304,14 +306,16 @@ def segment_recording(
     duration_s: float | None = None,
     config: VadConfig | None = None,
     settings: Settings | None = None,
+    allow_truncated: bool = False,
 ) -> list[Utterance]:
     """The utterances of one session recording: from ``turns`` when given, else from VAD.
 
     ``turns`` is what ``manifest.py`` read from the session's sidecar (``None`` or empty when
-    there is none).
+    there is none); ``duration_s`` (what decodes) clips them. ``allow_truncated`` as in
+    :func:`ser_pipeline.audio.load_audio`.
     """
     config = config or VadConfig()
     if turns is not None and len(turns):
         return utterances_from_turns(session_id, turns, duration_s=duration_s, min_s=config.min_s, max_s=config.max_s)
-    spans = segment_file(source, config=config, settings=settings)
+    spans = segment_file(source, config=config, settings=settings, allow_truncated=allow_truncated)
     return [Utterance(session_id, None, a, b, None) for a, b in spans]

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     warehouse_wait_s: float = 30.0
     pseudonym_key: SecretStr = SecretStr("change-me-in-production")
     # A run still marked running whose process cannot be checked (another host) is taken for
-    # dead once its last sign of life (start, plan, a batch loaded) is this old.
+    # dead once its last sign of life (its start, each batch loaded) is this old.
     run_stale_after_s: float = Field(default=6 * 3600.0, gt=0.0)
 
     # Scheduling and scale-out.

@@ -82,7 +82,7 @@ class TempFile:
     modified: float | None  # POSIX seconds, when the store says
 
 
-_TEMP_NAME = re.compile(r"^\.tmp-(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9.]+)-)?[0-9a-f]{32}-")
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?:(?P<pid>\d+)@(?P<host>[A-Za-z0-9.]+)-)?[0-9a-f]{32}-")
 
 
 def find_temp_files(url: str, settings: Settings | None = None) -> list[TempFile]:

@@ -55,6 +55,10 @@ class FailedExpectation:
     unexpected_count: int | None = None
     unexpected_examples: tuple[Any, ...] = ()
     exception: str | None = None
+    # "row": a failure names the rows it is about (meta.scope), and only they are set aside;
+    # "table": the whole batch is judged.
+    scope: str = "table"
+    rows: tuple[int, ...] = ()  # 0-based positions of the unexpected rows (row scope)
 
     def describe(self) -> str:
         where = f" on {self.column}" if self.column else ""
@@ -92,6 +96,21 @@ class ValidationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))
+
+    @property
+    def table_failures(self) -> tuple[FailedExpectation, ...]:
+        """Failures that judge the whole batch (a manifest that cannot be trusted at all); a
+        row-scoped one that names no row (GX raised) counts here too."""
+        return tuple(f for f in self.failed if f.scope != "row" or not f.rows)
+
+    def row_failures(self) -> dict[int, list[FailedExpectation]]:
+        """Row-scoped failures by 0-based row: what each failing row got wrong."""
+        by_row: dict[int, list[FailedExpectation]] = {}
+        for f in self.failed:
+            if f.scope == "row":
+                for row in f.rows:
+                    by_row.setdefault(row, []).append(f)
+        return dict(sorted(by_row.items()))
 
     def raise_for_failure(self) -> None:
         if not self.success:
@@ -187,13 +206,16 @@ def run_suite(
     expectations, skipped = _applicable(suite, df, parameters, families, spec_families)
     gx_suite = ExpectationSuite(name=suite["name"], expectations=expectations, meta=suite.get("meta"))
     context = _gx_context()
+    df = df.reset_index(drop=True)  # GX's unexpected_index_list are then row positions
     batch = (
         context.data_sources.add_pandas(f"{name}_source")
         .add_dataframe_asset(f"{name}_frame")
         .add_batch_definition_whole_dataframe("whole")
         .get_batch(batch_parameters={"dataframe": df})
     )
-    result = batch.validate(gx_suite, result_format="SUMMARY", expectation_parameters=parameters)
+    # Row-scoped suites need every failing row, not GX's first 20 examples.
+    row_scoped = any(e.get("meta", {}).get("scope") == "row" for e in expectations)
+    result = batch.validate(gx_suite, result_format="COMPLETE" if row_scoped else "SUMMARY", expectation_parameters=parameters)
     failed = []
     for r in result.results:
         if r.success:
@@ -213,6 +235,8 @@ def run_suite(
                 unexpected_count=res.get("unexpected_count"),
                 unexpected_examples=tuple(_plain(res.get("partial_unexpected_list") or [])[:10]),
                 exception=exc.get("exception_message") if exc.get("raised_exception") else None,
+                scope=(config.meta or {}).get("scope", "table"),
+                rows=tuple(int(i) for i in (res.get("unexpected_index_list") or [])) if row_scoped else (),
             )
         )
     return ValidationResult(

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import re
 import time
 import uuid
@@ -499,8 +500,6 @@ def start_ingest_run(
 ) -> str:
     """Record that an ingest run started; returns its id (``run_id``, else the flow run id,
     else a new UUID). Starting the same run again (a retried flow) resets it to running."""
-    import os
-
     from .storage import this_host
 
     run_id = run_id or flow_run_id or uuid.uuid4().hex

@@ -123,7 +123,7 @@ CREATE TABLE ingest_runs (
     message         VARCHAR,
     host            VARCHAR,                     -- the process running it: host and pid
     pid             INTEGER,
-    heartbeat_at    TIMESTAMPTZ,                 -- last sign of life (start, plan, each load)
+    heartbeat_at    TIMESTAMPTZ,                 -- last sign of life (start, each load)
     abandoned_at    TIMESTAMPTZ,                 -- when a later run found its process gone
     abandoned_by    VARCHAR,                     -- that run
     tmp_files_removed INTEGER                    -- temporary files of the dead process removed

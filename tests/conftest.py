@@ -94,7 +94,9 @@ def tiny_champion(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One Prefect test server for the whole session, started only for tests that ask for it."""
+    """One Prefect test server for the whole session, started only for tests that ask for it
+    (telemetry off: importing ``flows`` sets that, as for any caller)."""
+    import flows  # noqa: F401
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -217,6 +217,40 @@ def test_bad_input_raises_typed_error_naming_file_and_cause(tmp_path, case):
             pass
 
 
+@pytest.mark.parametrize("make, kind", [(_wav16, "WAV"), (_aiff, "AIFF")])
+def test_a_cut_off_wav_or_aiff_gives_what_it_holds_when_allowed(tmp_path, make, kind):
+    whole = make()
+    full = load_audio(whole, SR)
+    path = tmp_path / "cut.wav"
+    path.write_bytes(whole[: len(whole) * 6 // 10])
+    cut = load_audio(str(path), SR, allow_truncated=True)
+    assert cut.info.defect.kind == "truncated" and f"truncated {kind} data" in cut.info.defect.message
+    assert abs(cut.info.declared_s - full.duration_s) < 0.005
+    assert 0.5 * full.duration_s < cut.duration_s < 0.6 * full.duration_s
+    # what is there is the recording's beginning, sample for sample (away from the resampler's edge)
+    n = len(cut.samples) - 200
+    np.testing.assert_allclose(cut.samples[:n], full.samples[:n], atol=1e-4)
+    assert probe_audio(str(path), allow_truncated=True).frames == cut.info.frames
+    streamed = np.concatenate(list(iter_audio_blocks(str(path), SR, block_s=0.25, allow_truncated=True)))
+    assert abs(len(streamed) - len(cut.samples)) <= 2
+    part = load_audio(str(path), SR, offset_s=0.1, duration_s=0.2, allow_truncated=True)
+    assert part.info.defect == cut.info.defect and len(part.samples) == round(0.2 * SR)
+
+
+@pytest.mark.parametrize("make, kind", [(_wav16, "WAV"), (_aiff, "AIFF")])
+def test_bytes_after_the_audio_are_reported_and_the_audio_decodes_whole(tmp_path, make, kind):
+    whole = make()
+    junk = np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes()
+    path = tmp_path / "junk.wav"
+    path.write_bytes(whole + junk)
+    loaded = load_audio(str(path), SR)
+    assert loaded.info.defect.kind == "trailing_bytes"
+    assert loaded.info.defect.found_bytes - loaded.info.defect.declared_bytes == len(junk)
+    assert f"{len(junk)} bytes after the end of the {kind} data" in loaded.info.defect.message
+    np.testing.assert_array_equal(loaded.samples, load_audio(whole, SR).samples)
+    assert load_audio(whole, SR).info.defect is None
+
+
 def test_missing_file_raises(tmp_path):
     with pytest.raises(AudioDecodeError, match="file not found") as err:
         load_audio(str(tmp_path / "nope.wav"))

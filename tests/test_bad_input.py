@@ -77,7 +77,6 @@ def _bad_recordings(quirks_dir: Path) -> dict[str, tuple[str, bytes | Path]]:
 EXPECTED_QUARANTINE = {
     "zero-bytes": "empty file (0 bytes)",
     "truncated-header": "truncated WAV header",
-    "truncated-data": "truncated WAV data: header declares",
     "random-bytes": "not a recognised audio format",
     "text-as-wav": "not a recognised audio format",
     "text-file": "not a recognised audio format",
@@ -85,7 +84,7 @@ EXPECTED_QUARANTINE = {
     "one-sample": "no speech found",
     "tenth-second": "no speech found",
 }
-LABELLED = ["clean", "dc-offset", "clipped", "eight-channels", "rate-8k", "rate-192k", "nan-inf", "unicode-name",
+LABELLED = ["truncated-data", "clean", "dc-offset", "clipped", "eight-channels", "rate-8k", "rate-192k", "nan-inf", "unicode-name",
             "quirk-1", "quirk-2", "quirk-3", "quirk-4", "quirk-5"]
 
 
@@ -93,7 +92,7 @@ def _outcomes(tmp_path: Path, report) -> dict[str, str]:
     """Per session of the BAD survey: 'labelled:<n utterances>' or 'quarantined:<reason>'."""
     out = {}
     for session_id, n in _rows(tmp_path, "SELECT session_id, count(*) FROM utterances u JOIN predictions p USING (utterance_id) "
-                                         "WHERE session_id NOT LIKE 'GOOD-%' GROUP BY 1"):
+                                         "JOIN sessions s USING (session_id) WHERE s.survey_id = 'BAD' GROUP BY 1"):
         out[session_id] = f"labelled:{n}"
     by_file = {audio_url: session for session, audio_url in _rows(tmp_path, "SELECT session_id, audio_url FROM sessions")}
     for stage, source, reason in _rows(tmp_path, "SELECT stage, source, reason FROM quarantine WHERE stage = 'audio'"):
@@ -115,8 +114,9 @@ def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(
 
     # each recording its own participant: a recording's probabilities do not depend on which others share its batch
     write_survey(archive, "BAD", _bad_recordings(quirks_dir), participant_per_session=True)
-    # A manifest row pointing at a file that is not there, and a manifest repeating a session id:
-    # each survey is set aside whole (its manifest cannot be trusted), the others go on.
+    # A manifest row pointing at a file that is not there sets that session aside, and its
+    # survey's other session is labelled; a manifest repeating a session id cannot be trusted
+    # at all: that survey is set aside whole. The others go on.
     write_survey(archive, "MISSING", {"MISSING-1": ("here.wav", wav_bytes(speech(seed=3))), "MISSING-2": ("gone.wav", None)})
     dup = write_survey(archive, "DUP", {"DUP-1": ("x.wav", wav_bytes(speech(seed=4)))})
     (dup / "manifest.csv").write_text((dup / "manifest.csv").read_text() + (dup / "manifest.csv").read_text().splitlines()[1] + "\n")
@@ -153,17 +153,29 @@ def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(
     clean = np.array(probs["clean"])
     for session in ("dc-offset", "nan-inf"):
         np.testing.assert_allclose(np.array(probs[session]), clean, atol=0.05, err_msg=session)
+    # Half a WAV keeps the utterances of its first half (the cut one clipped), with a warning
+    # row saying how much was declared and found.
+    cut = spans["truncated-data"]
+    assert len(cut) == 2, cut
+    np.testing.assert_allclose(cut[0], spans["clean"][0], atol=0.15)
+    assert abs(cut[1][0] - spans["clean"][1][0]) < 0.15 and cut[1][1] <= 4.76
+    (session, declared_s, found_s), = _rows(tmp_path, "SELECT session_id, declared_s, found_s FROM recording_warnings "
+                                                      "WHERE kind = 'truncated'")
+    assert session == "truncated-data" and abs(declared_s - 9.5) < 0.02 and abs(found_s - 4.75) < 0.02
     # Every one of the five real quirk files (float WAVs, 96 kHz, AIFF named .wav) is one word.
     assert all(len(spans[f"quirk-{i}"]) == 1 for i in range(1, 6))
 
-    # The two bad manifests are quarantined whole, with a reason naming the problem.
+    # The repeated id quarantines its survey, the missing file only its session; each reason
+    # names the problem.
     manifests = dict(_rows(tmp_path, "SELECT source, reason FROM quarantine WHERE stage = 'manifest'"))
-    assert len(manifests) == 2, manifests
-    missing = next(r for s, r in manifests.items() if s.endswith("/MISSING"))
-    duplicate = next(r for s, r in manifests.items() if s.endswith("/DUP"))
-    assert "audio_file_exists" in missing and "gone.wav" in missing
+    assert list(manifests) == [(archive / "DUP").as_uri()], manifests
+    duplicate = manifests[(archive / "DUP").as_uri()]
     assert "session_id" in duplicate and "unique" in duplicate
-    assert not _rows(tmp_path, "SELECT * FROM sessions WHERE survey_id IN ('MISSING', 'DUP')")
+    sessions = _rows(tmp_path, "SELECT source, reason FROM quarantine WHERE stage = 'session'")
+    assert [s for s, _ in sessions] == [(archive / "MISSING" / "gone.wav").as_uri()], sessions
+    assert "session MISSING-2 (manifest row 2)" in sessions[0][1] and "audio_file_exists" in sessions[0][1]
+    assert _rows(tmp_path, "SELECT survey_id, session_id FROM sessions WHERE survey_id IN ('MISSING', 'DUP')") == [("MISSING", "MISSING-1")]
+    assert _rows(tmp_path, "SELECT count(*) > 0 FROM utterances WHERE session_id = 'MISSING-1'") == [(True,)]
 
     # Nothing stored earlier was touched, and a run over the same archive adds nothing.
     assert _rows(tmp_path, "SELECT * FROM predictions WHERE utterance_id IN (SELECT unnest(?)) ORDER BY utterance_id",

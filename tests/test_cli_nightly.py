@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -32,3 +33,30 @@ def test_segment_bad_input_and_bad_usage_exit_codes(tmp_path):
 def test_label_help_lists_its_options():
     result = CliRunner().invoke(app, ["label", "--help"])
     assert result.exit_code == 0 and "--archive-url" in result.output and "--json" in result.output
+
+
+@pytest.fixture
+def logging_restored():
+    import logging
+
+    from ser_pipeline.cli._common import THIRD_PARTY_LOGGERS
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers), {n: logging.getLogger(n).level for n in THIRD_PARTY_LOGGERS}
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("flags, level", [([], "WARNING"), (["-v"], "INFO"), (["-vv"], "DEBUG")])
+def test_library_logs_stay_at_warning_unless_verbose(tmp_path, logging_restored, flags, level):
+    import logging
+
+    sf.write(tmp_path / "s.wav", np.zeros(16_000, np.float32), 16_000)
+    result = CliRunner().invoke(app, [*flags, "segment", str(tmp_path / "s.wav"), "--json"])
+    assert result.exit_code == 0, result.output
+    for name in ("distributed.scheduler", "prefect.server.services.telemetry", "botocore.retryhandler",
+                 "great_expectations", "ser_pipeline.corpora"):
+        assert logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) == level, name

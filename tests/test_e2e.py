@@ -9,6 +9,7 @@ here is stopped at the end, also on failure.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -77,6 +78,7 @@ def stack(tmp_path, tmp_path_factory, s3_bucket, moto_endpoint):
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -160,3 +162,22 @@ def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(
     assert _rows(warehouse, "SELECT s.survey_id, count(*) FROM utterances u JOIN sessions s USING (session_id) "
                             "GROUP BY 1 ORDER BY 1") == [("SV01", n), ("SV02", added)]
     assert [r[0] for r in _rows(warehouse, "SELECT n_predictions FROM ingest_runs ORDER BY started_at")] == [n, added]
+
+
+def test_deployed_nightly_run_without_its_model_ends_failed_with_our_message(stack):
+    from ser_pipeline import synth
+
+    env, archive_url, warehouse, prefect, worker_log = stack
+    synth.generate_archive(archive_url, n_surveys=1, sessions_per_survey=1, participants_per_session=2,
+                           utterances_per_session=3, sidecar="csv", seed=6)
+    done = subprocess.run([PREFECT, "deployment", "run", "label-new-audio/nightly-labeling", "--param",
+                           "model=v-no-such-version", "--watch", "--watch-timeout", "540"],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "Failed" in out, f"{out}\nworker log:\n{worker_log.read_text()[-4000:]}"
+    flow_run_id = _rows(warehouse, "SELECT flow_run_id FROM ingest_runs")[0][0]
+    with urllib.request.urlopen(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run_id}", timeout=30) as response:
+        state = json.load(response)["state"]
+    assert state["type"] == "FAILED"
+    assert "NightlyRunFailed" in state["message"] and "ModelNotFound: no model version 'v-no-such-version'" in state["message"]
+    assert _rows(warehouse, "SELECT status, n_predictions FROM ingest_runs") == [("failed", 0)]

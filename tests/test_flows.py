@@ -8,6 +8,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from ser_pipeline.errors import NightlyRunFailed
 from support.tiny_model import as_float_wav_scaled, shared_champion
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
@@ -107,6 +108,46 @@ def test_nightly_flow_on_two_dask_workers_loads_the_same_rows_as_the_default_run
     assert np.allclose(rows["dask"]["confidences"], rows["threads"]["confidences"], atol=1e-4)
 
 
+def test_importing_the_flows_turns_prefect_telemetry_off_unless_chosen(tmp_path):
+    import subprocess
+    import sys
+
+    check = ("import flows.nightly; from prefect.settings import get_current_settings; "
+             "from prefect._internal.analytics.enabled import is_telemetry_enabled; "
+             "print(get_current_settings().server.analytics_enabled, is_telemetry_enabled())")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    env["PREFECT_HOME"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+    chosen = subprocess.run([sys.executable, "-c", check], env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "true"},
+                            capture_output=True, text=True, timeout=120)
+    assert chosen.stdout.split()[0] == "True"
+
+
+def test_store_reading_steps_retry_what_may_pass_and_fail_at_once_on_our_errors(prefect_harness):
+    from prefect import flow, task
+
+    from flows.task_options import READS_STORE
+    from ser_pipeline.registry import ModelNotFound
+
+    attempts = []
+
+    @task(**{**READS_STORE, "retry_delay_seconds": 0, "retry_jitter_factor": None})
+    def read(error):
+        attempts.append(type(error).__name__)
+        raise error
+
+    @flow
+    def night(error):
+        return read(error)
+
+    for error in (OSError("503 Slow Down"), ModelNotFound("no champion")):
+        with pytest.raises(type(error)):
+            night(error)
+    assert attempts == ["OSError"] * 3 + ["ModelNotFound"]
+
+
 def test_the_flow_runs_on_dask_at_the_configured_address(monkeypatch):
     from prefect_dask import DaskTaskRunner
 
@@ -126,9 +167,31 @@ def test_nightly_flow_run_fails_when_a_suite_fails(prefect_harness, archive):
     as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S01.wav", 1e6)
     state = label_new_audio(url, str(tmp_path / "wh.duckdb"), batch_size=4, return_state=True)
     assert state.is_failed()
-    assert "validation suite failed" in state.message
+    assert "NightlyRunFailed: nightly labeling run" in state.message and "a validation suite failed" in state.message
+    with pytest.raises(NightlyRunFailed) as raised:
+        state.result()
+    assert raised.value.summary["status"] == "failed" and raised.value.summary["batches_failed"] == 1
     markdown = _artifact("nightly-labeling-report")
     assert "FAILED" in markdown and "**features**" in markdown
+
+
+def test_nightly_flow_called_directly_without_a_champion_raises_our_error(prefect_harness, archive, monkeypatch):
+    from flows.nightly import label_new_audio
+    from ser_pipeline.settings import get_settings
+
+    url, truth, tmp_path = archive
+    monkeypatch.setenv("SER_REGISTRY_URL", (tmp_path / "empty-registry").as_uri())
+    get_settings.cache_clear()
+    with pytest.raises(NightlyRunFailed, match=r"failed: ModelNotFound: .*champion") as raised:
+        label_new_audio(url, str(tmp_path / "wh.duckdb"))
+    assert raised.value.summary["status"] == "failed" and raised.value.summary["predictions_loaded"] == 0
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:
+        status, message = con.execute("SELECT status, message FROM ingest_runs").fetchone()
+    finally:
+        con.close()
+    assert status == "failed" and "ModelNotFound" in message
+    assert "FAILED" in _artifact("nightly-labeling-report")
 
 
 def test_retrain_flow_registers_promotes_and_reports(prefect_harness, tmp_path, monkeypatch):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 
 from support.tiny_model import as_float_wav_scaled, shared_champion
@@ -117,18 +118,145 @@ def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
     assert "features" in render_markdown(report) and "FAILED" in render_markdown(report)
 
 
-def test_a_manifest_failing_its_suite_is_quarantined(env):
+def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey_labelled(env):
+    import shutil
+
+    from ser_pipeline.nightly import render_markdown, run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path, sessions_per_survey=3)
+    survey = tmp_path / "archive" / "SV01"
+    manifest = survey / "manifest.csv"
+    good = manifest.read_text()
+    # Row 1 names a file that is not there; row 2's audio is a folder.
+    shutil.move(survey / "SV01-S02.wav", tmp_path / "SV01-S02.wav")
+    (survey / "SV01-S02.wav").mkdir()
+    manifest.write_text(good.replace("SV01-S01.wav", "missing.wav"))
+    report = run_nightly(url)
+    assert report.status == "partial" and not report.failed, render_markdown(report)
+    quarantined = {q.source.rsplit("/", 1)[-1]: q for q in report.quarantined}
+    assert set(quarantined) == {"missing.wav", "SV01-S02.wav"} and {q.stage for q in report.quarantined} == {"session"}
+    assert "session SV01-S01 (manifest row 1)" in quarantined["missing.wav"].reason
+    assert "audio_file_exists" in quarantined["missing.wav"].reason and "'missing.wav'" in quarantined["missing.wav"].reason
+    assert "session SV01-S02 (manifest row 2)" in quarantined["SV01-S02.wav"].reason
+    labelled = truth[truth.session_id == "SV01-S03"]
+    assert report.predictions_loaded == len(labelled)
+    assert _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances") == [("SV01-S03",)]
+    assert _rows(tmp_path, "SELECT stage, count(*) FROM quarantine GROUP BY 1") == [("session", 2)]
+    assert _rows(tmp_path, "SELECT status FROM ingest_runs") == [("partial",)]
+    assert "| session |" in render_markdown(report)
+
+    # Fixed, the next run labels those two sessions, and only them.
+    (survey / "SV01-S02.wav").rmdir()
+    shutil.move(tmp_path / "SV01-S02.wav", survey / "SV01-S02.wav")
+    manifest.write_text(good)
+    fixed = run_nightly(url)
+    assert fixed.status == "completed" and fixed.predictions_loaded == len(truth) - len(labelled)
+    assert _rows(tmp_path, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions") == [(len(truth), len(truth))]
+
+
+def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_and_reports_both(env):
+    import soundfile as sf
+
+    from ser_pipeline.nightly import render_markdown, run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path, sessions_per_survey=3)
+    survey = tmp_path / "archive" / "SV01"
+    (survey / "SV01-S01.wav").unlink()  # the manifest still names it
+    cut = survey / "SV01-S02.wav"
+    declared_s = sf.info(str(cut)).duration
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])  # the recorder crashed
+    found_s = sf.info(str(cut)).duration
+    with (survey / "SV01-S03.wav").open("ab") as fh:
+        fh.write(b"\x00garbage after the audio" * 40)
+    report = run_nightly(url)
+    markdown = render_markdown(report)
+    assert report.status == "partial" and not report.failed, markdown
+
+    assert [(q.stage, q.source.endswith("SV01-S01.wav")) for q in report.quarantined] == [("session", True)]
+    kept = truth[(truth.session_id == "SV01-S03") | ((truth.session_id == "SV01-S02") & (truth.start_s < found_s))]
+    assert len(kept) < (truth.session_id != "SV01-S01").sum()  # the cut lost some turns
+    assert report.predictions_loaded == len(kept)
+    ends = dict(_rows(tmp_path, "SELECT session_id, max(end_s) FROM utterances GROUP BY 1"))
+    assert set(ends) == {"SV01-S02", "SV01-S03"} and ends["SV01-S02"] <= found_s + 1e-6
+
+    warnings = {w.kind: w for w in report.warnings}
+    assert set(warnings) == {"truncated", "trailing_bytes"}
+    assert warnings["truncated"].source.endswith("SV01-S02.wav")
+    assert warnings["truncated"].declared_s == pytest.approx(declared_s, abs=0.01)
+    assert warnings["truncated"].found_s == pytest.approx(found_s, abs=0.01)
+    rows = _rows(tmp_path, "SELECT kind, session_id, declared_s, found_s, message FROM recording_warnings ORDER BY kind")
+    assert [(k, sid) for k, sid, *_ in rows] == [("trailing_bytes", "SV01-S03"), ("truncated", "SV01-S02")]
+    assert rows[1][2] == pytest.approx(declared_s, abs=0.01) and rows[1][3] == pytest.approx(found_s, abs=0.01)
+    assert "truncated WAV data: header declares" in rows[1][4]
+    assert "Labelled with a warning" in markdown and "SV01-S02.wav" in markdown
+
+    # Nothing new: no new prediction, and the warning rows are kept, not duplicated.
+    again = run_nightly(url)
+    assert again.predictions_loaded == 0 and not again.warnings
+    assert _rows(tmp_path, "SELECT count(*) FROM recording_warnings") == [(2,)]
+
+
+@pytest.mark.parametrize("breakage, reason", [
+    ("duplicate", "expect_column_values_to_be_unique on session_id"),
+    ("survey_id", "differs from the folder name"),
+    ("no_column", "expect_column_to_exist on participants"),
+    ("unparseable", "ParserError"),
+])
+def test_a_manifest_wrong_as_a_whole_quarantines_its_survey_and_others_go_on(env, breakage, reason):
     from ser_pipeline.nightly import run_nightly
 
     tmp_path, _ = env
-    url, _ = _archive(tmp_path, n_surveys=2, sessions_per_survey=1)
+    url, truth = _archive(tmp_path, n_surveys=2, sessions_per_survey=1)
     manifest = tmp_path / "archive" / "SV02" / "manifest.csv"
-    text = manifest.read_text().splitlines()
-    manifest.write_text("\n".join([text[0], text[1].replace("SV02-S01.wav", "missing.wav")]) + "\n")
+    if breakage == "no_column":
+        pd.read_csv(manifest, dtype=str).drop(columns=["participants"]).to_csv(manifest, index=False)
+    else:
+        header, row = manifest.read_text().splitlines()[:2]
+        broken = {
+            "duplicate": [header, row, row],
+            "survey_id": [header, row.replace(",SV02,", ",SV99,", 1)],
+            "unparseable": [header, row, 'x,"unclosed'],
+        }[breakage]
+        manifest.write_text("\n".join(broken) + "\n")
     report = run_nightly(url)
-    assert report.failed
-    assert [(q.stage, "audio_file_exists" in q.reason) for q in report.quarantined] == [("manifest", True)]
-    assert _rows(tmp_path, "SELECT DISTINCT u.session_id FROM utterances u") == [("SV01-S01",)]
+    assert report.status == "partial" and not report.failed
+    assert [(q.stage, q.source.endswith("/SV02")) for q in report.quarantined] == [("manifest", True)]
+    assert reason in report.quarantined[0].reason, report.quarantined[0].reason
+    assert _rows(tmp_path, "SELECT DISTINCT survey_id FROM sessions") == [("SV01",)]
+    assert report.predictions_loaded == (truth.survey_id == "SV01").sum()
+
+
+def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifest_init(env):
+    from typer.testing import CliRunner
+
+    from ser_pipeline.cli import app
+    from ser_pipeline.nightly import run_nightly
+
+    tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    folder = tmp_path / "archive" / "SV01"
+    (folder / "manifest.csv").unlink()
+    (folder / "participants.csv").unlink()
+    for sidecar in folder.glob("*.turns.csv"):
+        sidecar.unlink()  # a folder as a recorder leaves it: audio only
+    for night in range(2):
+        report = run_nightly(url)
+        assert report.status == "partial" and report.surveys == 0 and report.predictions_loaded == 0
+        assert [(q.stage, q.source) for q in report.quarantined] == [("manifest", folder.as_uri())]
+        assert report.quarantined[0].reason == (f"no manifest.csv; 2 audio files not labelled; "
+                                                f"write one with `ser manifest init {folder.as_uri()}`")
+        assert _rows(tmp_path, "SELECT stage, count(*) FROM quarantine GROUP BY 1") == [("manifest", 1)]
+        assert _rows(tmp_path, "SELECT status FROM ingest_runs ORDER BY started_at DESC LIMIT 1") == [("partial",)]
+
+    result = CliRunner().invoke(app, ["manifest", "init", folder.as_uri()])
+    assert result.exit_code == 0, result.output
+    labelled = run_nightly(url)
+    assert labelled.status == "completed" and not labelled.quarantined, labelled.quarantined
+    assert labelled.surveys == 1 and labelled.sessions == 2 and labelled.predictions_loaded > 0
+    assert {r[0] for r in _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances")} == {"SV01-S01", "SV01-S02"}
 
 
 def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):

@@ -22,6 +22,17 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _global_options(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True,
+                                help="Log more: -v progress (INFO, libraries included), -vv everything (DEBUG)."),
+) -> None:
+    """Speech emotion recognition for survey and focus-group audio: features, models, warehouse."""
+    from ._common import configure_logging
+
+    configure_logging(verbose)
+
+
 def _register_commands() -> None:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

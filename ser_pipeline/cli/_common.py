@@ -27,3 +27,23 @@ def fail(message: str, code: int = EXIT_FAILURE) -> None:
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+# Libraries that log their own progress at INFO (Dask starting workers, Prefect's engine and
+# ephemeral server, boto retries, GX): a newcomer reads only what went wrong unless -v.
+THIRD_PARTY_LOGGERS = ("distributed", "prefect", "botocore", "s3fs", "fsspec", "aiobotocore", "urllib3",
+                       "great_expectations", "numba", "absl", "tensorflow", "keras", "httpx", "alembic",
+                       "uvicorn", "py.warnings")
+
+
+def configure_logging(verbosity: int) -> None:
+    """0: warnings and errors only (ours and every library's); 1 (-v): INFO; 2 (-vv): DEBUG.
+    TensorFlow's C++ log lines follow the same rule."""
+    import logging
+    import os
+
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if verbosity == 0 else "1" if verbosity == 1 else "0")

@@ -1,7 +1,7 @@
 -- 003: runs that died mid-way, and recordings labelled only in part.
 --
 -- A run records which process runs it (host, pid) and its last sign of life (heartbeat_at:
--- start, plan, every batch loaded). The next run marks a run still 'running' whose process
+-- its start, every batch loaded). The next run marks a run still 'running' whose process
 -- is gone (same host) or silent for too long (another host) 'abandoned', with when and by
 -- which run, and removes the temporary files the dead process left (tmp_files_removed).
 
