@@ -63,15 +63,39 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture
-def stack(tmp_path, tmp_path_factory, s3_bucket, moto_endpoint):
+@pytest.fixture(scope="module")
+def module_bucket(moto_endpoint):
+    """A fresh bucket on the moto server for this module's tests, with SER_S3_ENDPOINT_URL and
+    dummy AWS credentials set while they run; its ``s3://`` URL."""
+    import uuid
+
+    import boto3
+
+    from ser_pipeline.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {"SER_S3_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        bucket = f"test-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+        yield f"s3://{bucket}"
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, module_bucket):
     """A Prefect server, the cpu-pool work pool, the nightly deployment and a worker whose flow
-    runs read the archive in ``s3_bucket``. Yields (env, archive_url, warehouse_path)."""
+    runs read the archive in ``module_bucket``, started once for this module's tests. Yields
+    (env, archive_url, warehouse_path, prefect, worker_log); a test that must not see another's
+    rows passes its own ``archive_url`` and ``warehouse`` parameters."""
     registry_url, _ = shared_champion(tmp_path_factory)
+    tmp_path = tmp_path_factory.mktemp("stack")
 
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    archive_url = f"{s3_bucket}/archive"
+    archive_url = f"{module_bucket}/archive"
     warehouse = tmp_path / "warehouse.duckdb"
     env = {
         **os.environ,
@@ -167,11 +191,14 @@ def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(
 def test_deployed_nightly_run_without_its_model_ends_failed_with_our_message(stack):
     from ser_pipeline import synth
 
-    env, archive_url, warehouse, prefect, worker_log = stack
+    env, archive_url, _, prefect, worker_log = stack
+    archive_url = f"{archive_url}-failing"  # this test's own archive and warehouse
+    warehouse = Path(env["SER_WAREHOUSE_PATH"]).with_name("failing.duckdb")
     synth.generate_archive(archive_url, n_surveys=1, sessions_per_survey=1, participants_per_session=2,
                            utterances_per_session=3, sidecar="csv", seed=6)
-    done = subprocess.run([PREFECT, "deployment", "run", "label-new-audio/nightly-labeling", "--param",
-                           "model=v-no-such-version", "--watch", "--watch-timeout", "540"],
+    done = subprocess.run([PREFECT, "deployment", "run", "label-new-audio/nightly-labeling",
+                           "--param", "model=v-no-such-version", "--param", f"archive_url={archive_url}",
+                           "--param", f"warehouse={warehouse}", "--watch", "--watch-timeout", "540"],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     out = done.stdout + done.stderr
     assert done.returncode != 0 and "Failed" in out, f"{out}\nworker log:\n{worker_log.read_text()[-4000:]}"

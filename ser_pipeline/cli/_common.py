@@ -44,6 +44,9 @@ def configure_logging(verbosity: int) -> None:
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    for name in THIRD_PARTY_LOGGERS:
+    prefixes = tuple(f"{name}." for name in THIRD_PARTY_LOGGERS)
+    # Libraries already imported may have set levels on their own child loggers (Prefect does).
+    existing = [n for n in logging.root.manager.loggerDict if n.startswith(prefixes)]
+    for name in (*THIRD_PARTY_LOGGERS, *existing):
         logging.getLogger(name).setLevel(level)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if verbosity == 0 else "1" if verbosity == 1 else "0")
