@@ -208,9 +208,9 @@ def test_bad_inputs_through_the_prefect_flow(env, quirks_dir, prefect_harness):
     summary = state.result()
     assert summary["status"] == "partial" and summary["quarantined"] == len(EXPECTED_QUARANTINE)
     assert {s for (s,) in _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances")} == set(LABELLED)
-    from test_flows import _artifact
+    from support.prefect_artifacts import latest_artifact
 
-    markdown = _artifact("nightly-labeling-report")
+    markdown = latest_artifact("nightly-labeling-report")
     for name in ("zero.wav", "cut-header.wav", "cut-data.wav", "random.wav", "notes.wav", "transcript.txt", "silence.wav"):
         assert name in markdown
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import duckdb
 import numpy as np
 import pytest
 
 from ser_pipeline.errors import NightlyRunFailed
+from support.prefect_artifacts import latest_artifact
 from support.tiny_model import as_float_wav_scaled, shared_champion
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
@@ -32,20 +31,6 @@ def archive(tmp_path, monkeypatch, champion):
     return url, truth, tmp_path
 
 
-def _artifact(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    async def read():
-        async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                                sort=ArtifactSort.CREATED_DESC, limit=1)
-            return found[0].data if found else None
-
-    return asyncio.run(read())
-
-
 def test_nightly_flow_loads_the_warehouse_and_publishes_its_report(prefect_harness, archive):
     from flows.nightly import label_new_audio
 
@@ -61,7 +46,7 @@ def test_nightly_flow_loads_the_warehouse_and_publishes_its_report(prefect_harne
     finally:
         con.close()
     assert flow_run_id == str(state.state_details.flow_run_id)
-    markdown = _artifact("nightly-labeling-report")
+    markdown = latest_artifact("nightly-labeling-report")
     assert "# Nightly labeling: COMPLETED" in markdown and f"| predictions loaded | {len(truth)} |" in markdown
 
     again = label_new_audio(url, str(tmp_path / "wh.duckdb"), return_state=True)
@@ -171,7 +156,7 @@ def test_nightly_flow_run_fails_when_a_suite_fails(prefect_harness, archive):
     with pytest.raises(NightlyRunFailed) as raised:
         state.result()
     assert raised.value.summary["status"] == "failed" and raised.value.summary["batches_failed"] == 1
-    markdown = _artifact("nightly-labeling-report")
+    markdown = latest_artifact("nightly-labeling-report")
     assert "FAILED" in markdown and "**features**" in markdown
 
 
@@ -191,7 +176,7 @@ def test_nightly_flow_called_directly_without_a_champion_raises_our_error(prefec
     finally:
         con.close()
     assert status == "failed" and "ModelNotFound" in message
-    assert "FAILED" in _artifact("nightly-labeling-report")
+    assert "FAILED" in latest_artifact("nightly-labeling-report")
 
 
 def test_retrain_flow_registers_promotes_and_reports(prefect_harness, tmp_path, monkeypatch):
@@ -206,7 +191,7 @@ def test_retrain_flow_registers_promotes_and_reports(prefect_harness, tmp_path, 
     result = retrain_model({"synth": corpus}, epochs=2, label_merge="calm=neutral", architecture="pooled")
     assert result["promoted"] and result["reason"] == "no champion yet"
     assert registry.champion_version() == result["version"]
-    markdown = _artifact("weekly-retrain-report")
+    markdown = latest_artifact("weekly-retrain-report")
     assert "Confusion matrix" in markdown and "| UAR |" in markdown and "calm" not in markdown.split("## Per class")[1]
     # Features are cached in the store: a second run extracts nothing new and is not promoted
     # unless it is better on the same test speakers.
@@ -215,4 +200,4 @@ def test_retrain_flow_registers_promotes_and_reports(prefect_harness, tmp_path, 
     first_windows = next(line for line in markdown.splitlines() if line.startswith("| training windows (extracted this run) |"))
     n_windows = first_windows.split("|")[2].split()[0]
     assert first_windows.endswith(f"| {n_windows} ({n_windows}) |")  # the first run extracted every window
-    assert f"| training windows (extracted this run) | {n_windows} (0) |" in _artifact("weekly-retrain-report")
+    assert f"| training windows (extracted this run) | {n_windows} (0) |" in latest_artifact("weekly-retrain-report")
