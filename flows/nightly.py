@@ -28,6 +28,7 @@ from ser_pipeline.errors import NightlyRunFailed
 from ser_pipeline.settings import Settings, get_settings
 
 from flows.task_options import READS_STORE, WRITES_WAREHOUSE
+
 _WRITES = {"start-run", "load-surveys", "load", "record-quarantine", "record-warnings", "record-validations", "finish"}
 _READS_STORE = {"discover", "plan", "label-batch", "load-model"}
 

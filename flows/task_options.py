@@ -15,13 +15,7 @@ WAREHOUSE_WRITER = "warehouse-writer"  # a tag concurrency limit of 1 keeps Duck
 def retry_unless_ours(task: Any, task_run: Any, state: Any) -> bool:
     """Retry what a second try may fix (the object store failing, a timeout), not the errors
     this package raises on purpose (no champion, a spec mismatch): those fail at once."""
-    try:
-        state.result()
-    except SerError:
-        return False
-    except BaseException:  # noqa: BLE001 - anything else may be transient
-        return True
-    return True
+    return not isinstance(state.result(raise_on_failure=False), SerError)
 
 
 READS_STORE: dict[str, Any] = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),

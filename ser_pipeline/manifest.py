@@ -458,22 +458,34 @@ def _has_manifest(files: list[str]) -> bool:
     return any(f"manifest.{ext}" in files for ext in ("csv", "json"))
 
 
+@dataclass(frozen=True)
+class ArchiveScan:
+    """One listing of an archive: survey folders (with a manifest) and folders holding
+    recordings but no manifest (``{folder URL: number of audio files}``)."""
+
+    surveys: tuple[str, ...]
+    without_manifest: Mapping[str, int]
+
+
+def scan_archive(archive_url: str, settings: Settings | None = None) -> ArchiveScan:
+    """List the archive once: its survey folders, and the folders of recordings that lack a
+    manifest (``storage.AUDIO_EXTENSIONS``, names starting with ``.`` ignored), which the
+    nightly run reports since nothing in them is labelled until a manifest exists."""
+    surveys, without = [], {}
+    for fs, path, files in _survey_folders(archive_url, settings):
+        if _has_manifest(files):
+            surveys.append(to_url(fs, path))
+            continue
+        audio = [f for f in files if not f.startswith(".") and f.lower().endswith(AUDIO_EXTENSIONS)]
+        if audio:
+            without[to_url(fs, path)] = len(audio)
+    return ArchiveScan(tuple(surveys), without)
+
+
 def list_surveys(archive_url: str, settings: Settings | None = None) -> list[str]:
     """The survey folders of an archive (those holding a manifest), as URLs; names starting
     with ``_`` or ``.`` are ignored."""
-    return [to_url(fs, path) for fs, path, files in _survey_folders(archive_url, settings) if _has_manifest(files)]
-
-
-def folders_without_manifest(archive_url: str, settings: Settings | None = None) -> dict[str, int]:
-    """Folders of an archive that hold recordings but no manifest: ``{folder URL: number of
-    audio files}`` (``storage.AUDIO_EXTENSIONS``, names starting with ``.`` ignored). The
-    nightly run reports them, since nothing in them is labelled until a manifest exists."""
-    out = {}
-    for fs, path, files in _survey_folders(archive_url, settings):
-        audio = [f for f in files if not f.startswith(".") and f.lower().endswith(AUDIO_EXTENSIONS)]
-        if audio and not _has_manifest(files):
-            out[to_url(fs, path)] = len(audio)
-    return out
+    return list(scan_archive(archive_url, settings).surveys)
 
 
 def read_archive(archive_url: str, settings: Settings | None = None) -> list[Survey]:

@@ -350,15 +350,13 @@ def _read_manifest_frame(survey_url: str, settings: Settings) -> pd.DataFrame:
     return frame.astype(object)
 
 
-def _missing_audio(frame: pd.DataFrame, survey_url: str, result: ValidationResult, settings: Settings) -> str:
-    """The audio files the manifest names but the archive lacks, when that is what failed
-    (GX reports only ``[False]``; whoever reads the quarantine needs the names)."""
-    from .validation import manifest_check_frame
-
-    if "audio_file" not in frame or not any(f.column == "audio_file_exists" for f in result.failed):
+def _missing_audio(frame: pd.DataFrame, result: ValidationResult) -> str:
+    """The audio files the manifest names but the archive lacks, when that is among what
+    failed (GX reports only ``[False]``; whoever reads the quarantine needs the names)."""
+    rows = sorted({r for f in result.failed if f.column == "audio_file_exists" for r in f.rows})
+    if not rows or "audio_file" not in frame:
         return ""
-    checked = manifest_check_frame(frame, survey_url, settings)
-    missing = [str(f) for f, ok in zip(checked["audio_file"], checked["audio_file_exists"]) if not ok]
+    missing = [str(frame.iloc[r]["audio_file"]) for r in rows]
     return f"\n  missing audio files: {', '.join(missing[:20])}" + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
 
 
@@ -390,19 +388,20 @@ def discover(settings: Settings) -> Discovery:
     timestamp, participants, metadata or turns file) quarantines that session (stage
     ``session``) and the survey's other sessions go on. A folder holding recordings but no
     manifest is reported (stage ``manifest``) every night until it has one."""
-    from .manifest import folders_without_manifest, list_surveys, read_survey
+    from .manifest import read_survey, scan_archive
     from .validation import validate_manifest
 
     clock = _Clock()
+    scan = scan_archive(settings.archive_url, settings)
     surveys, validations = [], []
-    quarantined = [_no_manifest(folder, n) for folder, n in folders_without_manifest(settings.archive_url, settings).items()]
-    for survey_url in list_surveys(settings.archive_url, settings):
+    quarantined = [_no_manifest(folder, n) for folder, n in scan.without_manifest.items()]
+    for survey_url in scan.surveys:
         try:
             frame = _read_manifest_frame(survey_url, settings)
             result = validate_manifest(frame, survey_url, settings=settings)
             validations.append((survey_url, result))
             if result.table_failures:
-                quarantined.append(Quarantined("manifest", survey_url, result.summary() + _missing_audio(frame, survey_url, result, settings)))
+                quarantined.append(Quarantined("manifest", survey_url, result.summary() + _missing_audio(frame, result)))
                 continue
             set_aside = {row: _row_reason(frame, row, failures) for row, failures in result.row_failures().items()}
             survey = read_survey(survey_url, settings, strict=False, set_aside=set_aside)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -36,14 +37,33 @@ THIRD_PARTY_LOGGERS = ("distributed", "prefect", "botocore", "s3fs", "fsspec", "
                        "uvicorn", "py.warnings")
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler was
+    made: a command run in-process (a test's CliRunner, a notebook) swaps stderr and closes its
+    stand-in afterwards."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbosity: int) -> None:
     """0: warnings and errors only (ours and every library's); 1 (-v): INFO; 2 (-vv): DEBUG.
     TensorFlow's C++ log lines follow the same rule."""
-    import logging
     import os
 
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _CurrentStderr)]:
+        root.removeHandler(handler)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
     prefixes = tuple(f"{name}." for name in THIRD_PARTY_LOGGERS)
     # Libraries already imported may have set levels on their own child loggers (Prefect does).
     existing = [n for n in logging.root.manager.loggerDict if n.startswith(prefixes)]
