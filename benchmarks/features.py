@@ -23,8 +23,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ser_pipeline.audio import load_audio  # noqa: E402
-from ser_pipeline.features import FeatureSpec, clip_windows, extract_features, extract_features_naive  # noqa: E402
+from ser_pipeline.audio.decode import load_audio  # noqa: E402
+from ser_pipeline.features.spec import FeatureSpec, clip_windows
+from ser_pipeline.features.frames import extract_features, extract_features_naive
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOLERANCE = 1e-4

@@ -38,8 +38,8 @@ def main() -> int:
     import numpy as np
 
     from ser_pipeline.device import current_plan, describe, dtype_policy
-    from ser_pipeline.inference import predict_batches
-    from ser_pipeline.model import build_seed_cnn
+    from ser_pipeline.inference.predict import predict_batches
+    from ser_pipeline.training.networks import build_seed_cnn
 
     plan = current_plan()
     rng = np.random.default_rng(0)

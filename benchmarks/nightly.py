@@ -1,6 +1,6 @@
 """Throughput of the nightly path: seconds of recorded audio labelled per wall second.
 
-Runs ``ser_pipeline.nightly.run_nightly`` (discover, hash + segment, decode + resample,
+Runs ``ser_pipeline.runs.nightly.run_nightly`` (discover, hash + segment, decode + resample,
 features, inference, context, validation, Parquet and DuckDB loads) over a generated archive
 of at least ``--hours`` of focus-group audio, into a fresh feature store and warehouse, and
 prints the rate end to end and per stage, and the CPU cost of each part of the feature
@@ -44,7 +44,7 @@ def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None
     """A generated archive of at least ``hours`` of audio (cached); its URL and total seconds."""
     import soundfile as sf
 
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
 
     n_surveys = 4
     per_survey = max(1, math.ceil(hours * 3600 / SESSION_S_ESTIMATE / n_surveys))
@@ -72,9 +72,10 @@ def make_champion(root: Path, architecture: str, input_kind: str, normalization:
         return registry.as_uri()
     shutil.rmtree(registry, ignore_errors=True)
     print(f"training a {architecture}/{input_kind} champion (not timed) ...", file=sys.stderr, flush=True)
-    from ser_pipeline import retraining, synth
+    from ser_pipeline.runs import retrain as retraining
+    from ser_pipeline import synthetic as synth
     from ser_pipeline.settings import Settings
-    from ser_pipeline.training import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig
 
     corpus = root / f"corpus-{seed}"
     shutil.rmtree(corpus, ignore_errors=True)
@@ -98,10 +99,10 @@ def family_costs(archive_url: str, spec, n_windows: int = 256) -> dict[str, floa
     a functionals spec the pitch track and the statistics over speech frames."""
     import numpy as np
 
-    from ser_pipeline import features as F
-    from ser_pipeline import functionals
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.manifest import list_surveys, read_survey
+    from ser_pipeline.features import frames as F
+    from ser_pipeline.features import functionals
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.archive.manifest import list_surveys, read_survey
 
     cut: list[np.ndarray] = []
     for session in read_survey(list_surveys(archive_url)[0]).sessions:
@@ -151,7 +152,7 @@ def timed_steps(seconds: dict[str, float]):
 
 
 def run_ours(archive_url: str, registry_url: str, work: Path) -> tuple[float, dict[str, float], dict]:
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
     from ser_pipeline.settings import Settings
 
     shutil.rmtree(work, ignore_errors=True)
@@ -166,7 +167,7 @@ def run_ours(archive_url: str, registry_url: str, work: Path) -> tuple[float, di
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if report.failed:
-        from ser_pipeline.nightly import render_markdown
+        from ser_pipeline.runs.nightly import render_markdown
 
         raise SystemExit(f"the nightly run failed:\n{render_markdown(report)}")
     return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu, "peak_rss_mb": peak_mb}
@@ -189,15 +190,16 @@ def run_reference(archive_url: str, registry_url: str, n_sessions: int) -> tuple
     features, one model call per utterance. Audio seconds covered, wall seconds, per stage."""
     import soundfile as sf
 
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features_naive
-    from ser_pipeline.inference import predict_proba
-    from ser_pipeline.manifest import list_surveys, read_survey
-    from ser_pipeline.registry import load_model
-    from ser_pipeline.segmentation import segment_recording
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.features.spec import FeatureSpec, clip_windows
+    from ser_pipeline.features.frames import extract_features_naive
+    from ser_pipeline.inference.predict import predict_proba
+    from ser_pipeline.archive.manifest import list_surveys, read_survey
+    from ser_pipeline.training.registry import load_model
+    from ser_pipeline.archive.segmentation import segment_recording
 
-    from ser_pipeline.features import extract_features
-    from ser_pipeline.inference import spec_of
+    from ser_pipeline.features.frames import extract_features
+    from ser_pipeline.inference.predict import spec_of
 
     trained = load_model(registry_url, "champion")
     spec = spec_of(trained)
@@ -237,7 +239,7 @@ def main() -> int:
     parser.add_argument("--sidecar", default="mixed", help="csv, rttm, mixed or none (none: every session segmented by VAD)")
     # The default champion is the recipe the weekly retraining trains (TrainConfig's defaults);
     # --architecture seed --input mfcc --normalization global is the seed's CNN.
-    from ser_pipeline.training import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig
 
     recipe = TrainConfig()
     parser.add_argument("--architecture", default=recipe.architecture, help="the champion's architecture: mlp, pooled or seed (the CNN)")
@@ -259,8 +261,8 @@ def main() -> int:
     load_before = _load_average()
     wall, steps, summary = run_ours(archive_url, registry_url, args.workdir / "run")
     ref_audio_s, ref_wall, ref_steps = run_reference(archive_url, registry_url, args.reference_sessions)
-    from ser_pipeline.inference import spec_of
-    from ser_pipeline.registry import load_model
+    from ser_pipeline.inference.predict import spec_of
+    from ser_pipeline.training.registry import load_model
 
     costs = family_costs(archive_url, spec_of(load_model(registry_url, "champion")))
     # The naive path end to end: our run with its decode, features and inference replaced by

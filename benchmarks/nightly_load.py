@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, sys, time
-from ser_pipeline.nightly import run_nightly
+from ser_pipeline.runs.nightly import run_nightly
 archive, warehouse, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start = time.perf_counter()
 report = run_nightly(archive, warehouse, batch_size=batch_size)
@@ -34,7 +34,7 @@ print(json.dumps({"seconds": time.perf_counter() - start,
 
 
 def _generate(url: str, sessions: int, utterances: int, seed: int) -> int:
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
 
     surveys = 5
     truth = synth.generate_archive(url, n_surveys=surveys, sessions_per_survey=sessions // surveys, participants_per_session=4,

@@ -39,7 +39,7 @@ DEFAULT_CONDITIONS = "clean,snr30,snr20,snr10,babble10,reverb,telephone,codec,mi
 
 
 def recipes(seed_epochs: int):
-    from ser_pipeline.training import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig
 
     return {
         "champion": TrainConfig(),
@@ -61,12 +61,12 @@ def variant_of(config, changes: str):
 
 
 def run_recipe(name, config, settings, corpora, conditions, folds, seed, sessions, tess_items, workdir):
-    from ser_pipeline import registry
-    from ser_pipeline.corpora import read_corpus
-    from ser_pipeline.retraining import fit, load_training_set, make_split
-    from ser_pipeline.robustness import condition_row, evaluate_conditions, pool_results
-    from ser_pipeline.session_scoring import evaluate_sessions
-    from ser_pipeline.splits import speaker_kfold
+    from ser_pipeline.training import registry
+    from ser_pipeline.training.corpora import read_corpus
+    from ser_pipeline.runs.retrain import fit, load_training_set, make_split
+    from ser_pipeline.evaluation.robustness import condition_row, evaluate_conditions, pool_results
+    from ser_pipeline.evaluation.sessions import evaluate_sessions
+    from ser_pipeline.training.splits import speaker_kfold
 
     started = time.perf_counter()
     training_set = load_training_set(settings, corpora, config)
@@ -142,8 +142,8 @@ def main(argv=None) -> int:
                         help="also run the champion's recipe with TrainConfig fields changed (repeatable)")
     args = parser.parse_args(argv)
 
-    from ser_pipeline.conditions import parse_conditions
-    from ser_pipeline.corpora import items_frame, read_corpus
+    from ser_pipeline.audio.conditions import parse_conditions
+    from ser_pipeline.training.corpora import items_frame, read_corpus
     from ser_pipeline.settings import Settings
 
     corpora = dict(c.split("=", 1) for c in (args.corpus or [f"ravdess={SHARED / 'ravdess-dev'}"]))

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from ser_pipeline.labels import EMOTIONS
-from ser_pipeline.synth import make_voice, synthesize_utterance
+from ser_pipeline.synthetic import make_voice, synthesize_utterance
 
 SR = 22_050
 DURATION_S = 3.0

@@ -24,8 +24,8 @@ def main(n_speakers: int = 8, per_emotion: int = 6) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.synth import generate_corpus
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.synthetic import generate_corpus
 
     with tempfile.TemporaryDirectory() as folder:
         frame = generate_corpus(folder, n_speakers=n_speakers, utterances_per_emotion=per_emotion, seed=0)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ser_pipeline import warehouse
 from ser_pipeline.labels import EMOTIONS
-from ser_pipeline.manifest import Participant, Session, Survey
+from ser_pipeline.archive.manifest import Participant, Session, Survey
 
 
 def _frames(n: int, seed: int = 0) -> tuple[Survey, pd.DataFrame, pd.DataFrame]:

@@ -58,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    from ser_pipeline import registry, report, synth, truth, warehouse
+    from ser_pipeline.training import registry
+
+    from ser_pipeline.warehouse import report
+
+    from ser_pipeline import synthetic as synth
+
+    from ser_pipeline.evaluation import truth
+
+    from ser_pipeline import warehouse
     from ser_pipeline.settings import get_settings
 
     get_settings.cache_clear()

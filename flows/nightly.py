@@ -1,6 +1,6 @@
 """The ``nightly-labeling`` deployment: label new survey audio and load the warehouse.
 
-Wiring only: each step of :func:`ser_pipeline.nightly.run_nightly` runs as one Prefect task
+Wiring only: each step of :func:`ser_pipeline.runs.nightly.run_nightly` runs as one Prefect task
 (retries with exponential backoff where it reads the object store; the
 ``warehouse-writer`` tag on every step that writes DuckDB, so a tag concurrency limit of 1
 keeps writers apart). The file-level work, one ``label-batch`` task per batch of whole
@@ -23,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ser_pipeline import nightly
+from ser_pipeline.runs import nightly
 from ser_pipeline.errors import NightlyRunFailed
 from ser_pipeline.settings import Settings, get_settings
 

@@ -1,6 +1,6 @@
 """The ``weekly-retrain`` deployment: retrain on the training corpora, promote only if better.
 
-Wiring only: each step of :func:`ser_pipeline.retraining.train_and_register` (the same path
+Wiring only: each step of :func:`ser_pipeline.runs.retrain.train_and_register` (the same path
 ``ser train`` takes) runs as one Prefect task; the metrics table and confusion matrix become a
 markdown artifact. The recipe's defaults are ``TrainConfig``'s.
 """
@@ -14,9 +14,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from ser_pipeline import retraining
+from ser_pipeline.runs import retrain as retraining
 from ser_pipeline.settings import get_settings
-from ser_pipeline.training import TrainConfig
+from ser_pipeline.training.fit import TrainConfig
 
 from flows.task_options import READS_STORE, WRITES_WAREHOUSE
 

@@ -15,7 +15,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from .settings import Settings, get_settings
+from ser_pipeline.settings import Settings, get_settings
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".aifc", ".oga", ".opus")
 

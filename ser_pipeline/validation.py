@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ValidationFailed
-from .labels import EMOTIONS
-from .resources import EXPECTATIONS_DIR
-from .settings import Settings
+from ser_pipeline.errors import ValidationFailed
+from ser_pipeline.labels import EMOTIONS
+from ser_pipeline.resources import EXPECTATIONS_DIR
+from ser_pipeline.settings import Settings
 
 SUITES = ("manifest", "features", "predictions")
 
@@ -270,7 +270,7 @@ def manifest_check_frame(df: pd.DataFrame, survey_url: str | None = None, settin
     manifest are taken as they are documented: a ``participants`` list is checked as its
     ``;``-joined ids, a ``metadata`` object as its JSON text.
     """
-    from .storage import filesystem, join
+    from ser_pipeline.storage import filesystem, join
 
     out = df.copy()
     if "participants" in out:

@@ -40,8 +40,8 @@ def tiny_trained(architecture: str = "pooled", normalization: str = "speaker", e
                  families=("mfcc",), input_kind: str = "mfcc", spec_hash: str = "spec-a"):
     """A small model trained on ``synthetic_set`` (32 frames): (trained, feats, items, split)."""
     from ser_pipeline.labels import LabelSet
-    from ser_pipeline.splits import speaker_split
-    from ser_pipeline.training import TrainConfig, train
+    from ser_pipeline.training.splits import speaker_split
+    from ser_pipeline.training.fit import TrainConfig, train
 
     feats, items = synthetic_set(frames=32, families=families)
     split = speaker_split(items, seed=0)

@@ -17,7 +17,7 @@ import pytest
 
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_pipeline import warehouse
-from ser_pipeline.manifest import read_survey
+from ser_pipeline.archive.manifest import read_survey
 from ser_pipeline.warehouse import pseudonymise
 
 PARTICIPANTS = [

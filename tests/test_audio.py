@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from ser_pipeline.audio import iter_audio_blocks, load_audio, probe_audio
+from ser_pipeline.audio.decode import iter_audio_blocks, load_audio, probe_audio
 from ser_pipeline.errors import AudioDecodeError
 from ser_pipeline.storage import write_bytes_atomic
 

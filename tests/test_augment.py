@@ -1,6 +1,6 @@
 import numpy as np
 
-from ser_pipeline.augment import augment_clips, augment_training_split
+from ser_pipeline.audio.augment import augment_clips, augment_training_split
 
 SR = 16_000
 

@@ -102,7 +102,7 @@ def _outcomes(tmp_path: Path, report) -> dict[str, str]:
 
 @pytest.mark.realdata
 def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(env, quirks_dir):
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path = env
     archive = tmp_path / "archive"
@@ -227,13 +227,13 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
     expected = write_long_wav(large / "LONG" / "two-hours.wav", hours=2.0, speech_every_s=30)
     child = textwrap.dedent(f"""
         import json, resource, sys
-        from ser_pipeline.nightly import run_nightly
+        from ser_pipeline.runs.nightly import run_nightly
         def peak_mb():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         first = run_nightly({small.as_uri()!r}, {str(tmp_path / 'small.duckdb')!r}, batch_size=32)
         after_small = peak_mb()
         second = run_nightly({large.as_uri()!r}, {str(tmp_path / 'large.duckdb')!r}, batch_size=32)
-        from ser_pipeline.nightly import render_markdown
+        from ser_pipeline.runs.nightly import render_markdown
         print(render_markdown(second), file=sys.stderr)
         print(json.dumps({{"small": first.summary(), "large": second.summary(), "after_small_mb": after_small,
                           "after_large_mb": peak_mb()}}))
@@ -252,7 +252,7 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
 def test_reasons_name_the_file(env):
     """A quarantine row's reason says what is wrong without the reader opening the file; the
     source is the file's URL (spaces and unicode kept as they are)."""
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path = env
     archive = tmp_path / "archive"

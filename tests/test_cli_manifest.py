@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from ser_pipeline.cli import app
 from ser_pipeline.errors import ManifestError
-from ser_pipeline.manifest import MANIFEST_COLUMNS, PARTICIPANT_COLUMNS, read_survey
-from ser_pipeline.manifest_skeleton import manifest_skeleton, parse_utc_offset, session_id_from_name, write_manifest_skeleton
+from ser_pipeline.archive.manifest import MANIFEST_COLUMNS, PARTICIPANT_COLUMNS, read_survey
+from ser_pipeline.archive.skeleton import manifest_skeleton, parse_utc_offset, session_id_from_name, write_manifest_skeleton
 from ser_pipeline.validation import validate_manifest
 
 runner = CliRunner()

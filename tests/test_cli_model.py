@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from _synthetic import tiny_trained
-from ser_pipeline.registry import save_model
+from ser_pipeline.training.registry import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

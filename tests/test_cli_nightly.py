@@ -62,5 +62,5 @@ def test_library_logs_stay_at_warning_unless_verbose(tmp_path, logging_restored,
     result = CliRunner().invoke(app, [*flags, "segment", str(tmp_path / "s.wav"), "--json"])
     assert result.exit_code == 0, result.output
     for name in ("distributed.scheduler", "prefect.server.services.telemetry", "botocore.retryhandler",
-                 "great_expectations", "ser_pipeline.corpora"):
+                 "great_expectations", "ser_pipeline.training.corpora"):
         assert logging.getLevelName(logging.getLogger(name).getEffectiveLevel()) == level, name

@@ -1,11 +1,11 @@
-"""Recording conditions: each promise of ser_pipeline.conditions checked on audio made here."""
+"""Recording conditions: each promise of ser_pipeline.audio.conditions checked on audio made here."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ser_pipeline.conditions import (
+from ser_pipeline.audio.conditions import (
     CODECS,
     CONDITIONS,
     GAIN_RANGE_DB,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ser_pipeline.context import filter_sessions, fit_transitions, forward_filter, sticky_transitions
+from ser_pipeline.inference.context import filter_sessions, fit_transitions, forward_filter, sticky_transitions
 
 
 def test_sticky_prior_fixes_an_isolated_flip():
@@ -53,7 +53,7 @@ def test_bad_transition_matrix_is_refused():
 
 
 def test_assembled_sessions_hold_runs_of_one_speaker_and_every_utterance_once():
-    from ser_pipeline.context import assemble_sessions
+    from ser_pipeline.inference.context import assemble_sessions
 
     emotions = ["happy", "sad", "angry"] * 20
     speakers = ["a"] * 30 + ["b"] * 30

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser_pipeline.corpora import (
+from ser_pipeline.training.corpora import (
     ITEM_COLUMNS,
     detect_corpus,
     items_frame,

@@ -1,11 +1,11 @@
 import numpy as np
 
 from _synthetic import synthetic_set
-from ser_pipeline.crossval import cross_validate
-from ser_pipeline.dataset import LabelledSet
-from ser_pipeline.features import FeatureSpec
-from ser_pipeline.retraining import TrainingSet
-from ser_pipeline.training import TrainConfig
+from ser_pipeline.runs.crossval import cross_validate
+from ser_pipeline.training.dataset import LabelledSet
+from ser_pipeline.features.spec import FeatureSpec
+from ser_pipeline.runs.retrain import TrainingSet
+from ser_pipeline.training.fit import TrainConfig
 
 
 def _labelled(n_speakers=8):

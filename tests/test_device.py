@@ -67,7 +67,7 @@ def test_on_this_machine_the_backend_reports_no_gpu_and_the_policy_is_restored()
     gpu_plan = plan_device(plan.backend, [Accelerator("gpu", (8, 0), 16 * GiB, 16 * GiB)])
     with dtype_policy(gpu_plan):
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
-        from ser_pipeline.model import build_model
+        from ser_pipeline.training.networks import build_model
 
         model = build_model("seed", (40, 173, 1), 8)
     assert keras.mixed_precision.global_policy().name == "float32"

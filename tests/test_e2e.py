@@ -160,7 +160,7 @@ def _rows(warehouse: Path, sql: str):
 
 
 def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(stack):
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
     from ser_pipeline.labels import EMOTIONS
 
     env, archive_url, warehouse, prefect, worker_log = stack
@@ -189,7 +189,7 @@ def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(
 
 
 def test_deployed_nightly_run_without_its_model_ends_failed_with_our_message(stack):
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
 
     env, archive_url, _, prefect, worker_log = stack
     archive_url = f"{archive_url}-failing"  # this test's own archive and warehouse

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from ser_pipeline.evaluation import evaluate, expected_calibration_error, write_report
+from ser_pipeline.evaluation.metrics import evaluate, expected_calibration_error, write_report
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 

@@ -11,9 +11,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from ser_pipeline.cli import app
-from ser_pipeline.extraction import featurize
-from ser_pipeline.feature_store import read_features
-from ser_pipeline.features import FeatureSpec, extract_features
+from ser_pipeline.features.extraction import featurize
+from ser_pipeline.features.store import read_features
+from ser_pipeline.features.spec import FeatureSpec
+from ser_pipeline.features.frames import extract_features
 
 SPEC = FeatureSpec()
 
@@ -49,8 +50,8 @@ def test_cli_stores_every_good_file_reports_the_bad_one_and_reruns_cleanly(audio
     assert not frame["path"].str.contains("_ignored").any()
 
     # The stored features are what extract_features gives for the same windows.
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.features import clip_windows
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.features.spec import clip_windows
 
     windows = clip_windows(load_audio(audio_tree / "day1" / "tone3.wav").samples, SPEC)
     rows = frame.index[frame["utterance_id"] == "plain:day1/tone3"]
@@ -121,7 +122,7 @@ def test_cli_reads_and_writes_s3(audio_tree, monkeypatch):
 
 
 def test_cli_auto_detects_a_corpus_and_keeps_its_labels(tmp_path):
-    pytest.importorskip("ser_pipeline.corpora")
+    pytest.importorskip("ser_pipeline.training.corpora")
     root = tmp_path / "ravdess"
     rate = 24_000
     for actor, emotion in [(1, 5), (2, 3), (3, 4)]:

@@ -32,7 +32,7 @@ def env(tmp_path, monkeypatch, tiny_champion):
 
 
 def _archive(url: str, sessions: int = 3, utterances: int = 4, seed: int = 5):
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
 
     return synth.generate_archive(url, n_surveys=1, sessions_per_survey=sessions, participants_per_session=2,
                                   utterances_per_session=utterances, sidecar="mixed", seed=seed)
@@ -85,7 +85,7 @@ def s3_archive(env, s3_behind_proxy, monkeypatch):
 
 @pytest.mark.s3
 def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_path):
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     proxy, truth = s3_archive
     injected = [
@@ -106,7 +106,7 @@ def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_
 
 @pytest.mark.s3
 def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials(s3_archive, tmp_path, monkeypatch):
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from support.s3 import TEST_CREDENTIALS
 
@@ -132,7 +132,10 @@ def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials
 
 KILLER = """
 import os, signal, sys
-from ser_pipeline import feature_store, nightly, storage, warehouse
+from ser_pipeline import storage
+from ser_pipeline.features import store as feature_store
+from ser_pipeline.runs import nightly
+from ser_pipeline import warehouse
 
 point, archive, db = sys.argv[1], sys.argv[2], sys.argv[3]
 batches = {"load": 0}
@@ -188,10 +191,10 @@ print("finished without being killed")
 
 @pytest.mark.parametrize("point", ["mid-parquet-write", "between-loaders", "mid-transaction"])
 def test_killed_mid_batch_then_run_again_stores_every_utterance_once(env, point):
-    from ser_pipeline.feature_store import feature_files, read_features
-    from ser_pipeline.inference import spec_of
-    from ser_pipeline.nightly import run_nightly
-    from ser_pipeline.registry import load_model
+    from ser_pipeline.features.store import feature_files, read_features
+    from ser_pipeline.inference.predict import spec_of
+    from ser_pipeline.runs.nightly import run_nightly
+    from ser_pipeline.training.registry import load_model
     from ser_pipeline.settings import get_settings
 
     tmp_path = env
@@ -247,7 +250,7 @@ def _release(holder: subprocess.Popen) -> None:
 
 def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_partial_batch(env, monkeypatch):
     from ser_pipeline.errors import WarehouseBusy
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
     from ser_pipeline.settings import get_settings
 
     tmp_path = env
@@ -299,7 +302,7 @@ def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_part
 
 
 def _store_outcome(tmp_path: Path, store_url: str, truth_url: str, truth, monkeypatch, expect: str):
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_FEATURE_STORE_URL", store_url)
@@ -318,7 +321,7 @@ def test_a_full_feature_store_stops_the_run_with_a_clear_error_and_nothing_half_
     from support.fullfs import FullMemoryFileSystem
 
     from ser_pipeline import storage
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path = env
     url = (tmp_path / "archive").as_uri()

@@ -12,8 +12,8 @@ import pytest
 
 from ser_pipeline import storage
 from ser_pipeline.errors import FeatureSpecMismatch
-from ser_pipeline.feature_store import feature_files, read_features, stored_hashes, write_features
-from ser_pipeline.features import FeatureSpec
+from ser_pipeline.features.store import feature_files, read_features, stored_hashes, write_features
+from ser_pipeline.features.spec import FeatureSpec
 
 SPEC = FeatureSpec()
 

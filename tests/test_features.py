@@ -12,14 +12,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ser_pipeline.audio import load_audio
-from ser_pipeline.features import (
-    FeatureSpec,
-    clip_windows,
-    extract_features,
-    extract_features_naive,
-    window_starts,
-)
+from ser_pipeline.audio.decode import load_audio
+from ser_pipeline.features.frames import extract_features, extract_features_naive
+from ser_pipeline.features.spec import FeatureSpec, clip_windows, window_starts
 
 SPEC = FeatureSpec()
 TOLERANCE = 1e-4
@@ -142,7 +137,7 @@ def test_threaded_extraction_gives_the_same_values():
     # as nightly.extract_batch runs it: chunks of clips on two threads under one BLAS limit
     from concurrent.futures import ThreadPoolExecutor
 
-    from ser_pipeline.features import one_blas_thread
+    from ser_pipeline.features.frames import one_blas_thread
 
     spec = FeatureSpec()
     rng = np.random.default_rng(3)

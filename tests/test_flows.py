@@ -20,7 +20,7 @@ def champion(tmp_path_factory):
 
 @pytest.fixture
 def archive(tmp_path, monkeypatch, champion):
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", champion[0])
@@ -114,7 +114,7 @@ def test_store_reading_steps_retry_what_may_pass_and_fail_at_once_on_our_errors(
     from prefect import flow, task
 
     from flows.task_options import READS_STORE
-    from ser_pipeline.registry import ModelNotFound
+    from ser_pipeline.training.registry import ModelNotFound
 
     attempts = []
 
@@ -181,7 +181,8 @@ def test_nightly_flow_called_directly_without_a_champion_raises_our_error(prefec
 
 def test_retrain_flow_registers_promotes_and_reports(prefect_harness, tmp_path, monkeypatch):
     from flows.retrain import retrain_model
-    from ser_pipeline import registry, synth
+    from ser_pipeline.training import registry
+    from ser_pipeline import synthetic as synth
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_WORKERS", "1")

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from ser_pipeline.features import FeatureSpec, extract_features
-from ser_pipeline.functionals import functional_names
+from ser_pipeline.features.spec import FeatureSpec
+
+from ser_pipeline.features.frames import extract_features
+from ser_pipeline.features.functionals import functional_names
 
 SR = 22_050
 

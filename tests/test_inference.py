@@ -3,7 +3,7 @@ import pytest
 
 from _synthetic import tiny_trained
 from ser_pipeline.errors import FeatureSpecMismatch
-from ser_pipeline.inference import pool_windows, predict_proba, predictions_frame
+from ser_pipeline.inference.predict import pool_windows, predict_proba, predictions_frame
 from ser_pipeline.labels import EMOTIONS
 
 
@@ -43,7 +43,7 @@ def test_predictions_frame_has_a_column_per_emotion():
 
 @pytest.mark.parametrize("n, batch_size", [(1, 256), (37, 16), (64, 64), (300, 128)])
 def test_fixed_shape_batches_give_the_models_own_predictions(trained, n, batch_size):
-    from ser_pipeline.inference import predict_batches
+    from ser_pipeline.inference.predict import predict_batches
 
     model, feats, _, _ = trained
     x = np.resize(np.asarray(feats["mfcc"], np.float32), (n, *feats["mfcc"].shape[1:]))[..., None]

@@ -11,7 +11,7 @@ import pytest
 
 from _warehouse_data import PARTICIPANTS, SESSIONS, write_survey
 from ser_pipeline.errors import ManifestError
-from ser_pipeline.manifest import list_surveys, read_archive, read_rttm, read_survey, read_turns_csv
+from ser_pipeline.archive.manifest import list_surveys, read_archive, read_rttm, read_survey, read_turns_csv
 
 HEADER = "session_id,survey_id,audio_file,recorded_at,moderator,market,location,participants,metadata\n"
 
@@ -88,7 +88,7 @@ def _minimal_survey(tmp_path: Path, manifest_name: str, manifest: str) -> Path:
 def test_the_documented_minimal_manifest_reads_and_validates(tmp_path, manifest_name, manifest):
     import pandas as pd
 
-    from ser_pipeline.manifest import REQUIRED_MANIFEST_COLUMNS
+    from ser_pipeline.archive.manifest import REQUIRED_MANIFEST_COLUMNS
     from ser_pipeline.validation import validate_manifest
 
     folder = _minimal_survey(tmp_path, manifest_name, manifest)
@@ -246,8 +246,8 @@ def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(t
     ``manifest_skeleton`` writes for a folder of bare recordings, are labelled, not quarantined."""
     from support.messy import speech, wav_bytes
 
-    from ser_pipeline.manifest_skeleton import manifest_skeleton, write_manifest_skeleton
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.archive.skeleton import manifest_skeleton, write_manifest_skeleton
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])

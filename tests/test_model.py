@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ser_pipeline.model import build_model, build_seed_cnn, input_shape_for
+from ser_pipeline.training.networks import build_model, build_seed_cnn, input_shape_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_models_train_and_predict_on_another_keras_backend(backend):
         """
         import json, sys
         import keras, numpy as np
-        from ser_pipeline.model import build_model, input_shape_for
+        from ser_pipeline.training.networks import build_model, input_shape_for
         rng = np.random.default_rng(0)
         out = {"backend": keras.backend.backend()}
         for arch in ("seed", "pooled"):

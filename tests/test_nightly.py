@@ -29,7 +29,7 @@ def env(tmp_path, monkeypatch, champion):
 
 
 def _archive(tmp_path, **kwargs):
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
 
     url = (tmp_path / "archive").as_uri()
     params = dict(n_surveys=1, sessions_per_survey=2, participants_per_session=3, utterances_per_session=4, sidecar="csv", seed=1)
@@ -47,7 +47,7 @@ def _rows(tmp_path, sql):
 
 def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env):
     from ser_pipeline.labels import EMOTIONS
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path, version = env
     url, truth = _archive(tmp_path)
@@ -73,7 +73,7 @@ def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env):
 
 
 def test_sessions_without_sidecars_are_segmented_by_vad(env):
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, sidecar=None, utterances_per_session=6)
@@ -85,7 +85,7 @@ def test_sessions_without_sidecars_are_segmented_by_vad(env):
 
 
 def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env):
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
@@ -100,7 +100,7 @@ def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env):
 
 
 def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
@@ -121,7 +121,7 @@ def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
 def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey_labelled(env):
     import shutil
 
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, sessions_per_survey=3)
@@ -158,7 +158,7 @@ def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey
 def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_and_reports_both(env):
     import soundfile as sf
 
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, sessions_per_survey=3)
@@ -206,7 +206,7 @@ def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_
     ("unparseable", "ParserError"),
 ])
 def test_a_manifest_wrong_as_a_whole_quarantines_its_survey_and_others_go_on(env, breakage, reason):
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, n_surveys=2, sessions_per_survey=1)
@@ -233,7 +233,7 @@ def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifes
     from typer.testing import CliRunner
 
     from ser_pipeline.cli import app
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
@@ -281,7 +281,7 @@ def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
 def test_unchanged_recordings_are_not_read_again_and_changed_ones_are(env):
     import os
 
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
@@ -302,8 +302,8 @@ def test_unchanged_recordings_are_not_read_again_and_changed_ones_are(env):
 
 
 def _planned(tmp_path, **kwargs):
-    from ser_pipeline.manifest import read_archive
-    from ser_pipeline.nightly import plan
+    from ser_pipeline.archive.manifest import read_archive
+    from ser_pipeline.runs.nightly import plan
     from ser_pipeline.settings import get_settings
 
     url, truth = _archive(tmp_path, **kwargs)
@@ -313,9 +313,10 @@ def _planned(tmp_path, **kwargs):
 
 @pytest.mark.parametrize("sample_rate", [22_050, 44_100])
 def test_decoding_a_recording_once_gives_the_windows_of_decoding_each_utterance(env, sample_rate):
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
-    from ser_pipeline.nightly import featurise_batch
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.features.spec import FeatureSpec, clip_windows
+    from ser_pipeline.features.frames import extract_features
+    from ser_pipeline.runs.nightly import featurise_batch
 
     tmp_path, _ = env
     settings, planned, truth = _planned(tmp_path, sample_rate=sample_rate, utterances_per_session=5)
@@ -341,8 +342,8 @@ def test_decoding_a_recording_once_gives_the_windows_of_decoding_each_utterance(
 def test_a_recording_cut_short_quarantines_only_the_utterances_past_the_cut(env):
     import soundfile as sf
 
-    from ser_pipeline.features import FeatureSpec
-    from ser_pipeline.nightly import featurise_batch
+    from ser_pipeline.features.spec import FeatureSpec
+    from ser_pipeline.runs.nightly import featurise_batch
 
     tmp_path, _ = env
     settings, planned, truth = _planned(tmp_path, sessions_per_survey=1, utterances_per_session=6)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ser_pipeline.normalization import Normalizer, fit_normalizer
+from ser_pipeline.training.normalization import Normalizer, fit_normalizer
 
 
 def test_global_normaliser_uses_training_statistics_only():

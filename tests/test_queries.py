@@ -12,7 +12,7 @@ import pytest
 from _warehouse_data import Loaded, _loaded_template, loaded, predictions_frame, utterances_frame, write_survey  # noqa: F401
 from ser_pipeline import warehouse
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
-from ser_pipeline.manifest import read_survey
+from ser_pipeline.archive.manifest import read_survey
 
 PARAMS = {
     "emotion_share_by_week": {"survey": "S1"},

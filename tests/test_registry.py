@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from _synthetic import tiny_trained
-from ser_pipeline.inference import predict_proba
-from ser_pipeline.registry import (ModelNotFound, champion_version, list_models, load_model, promote,
+from ser_pipeline.inference.predict import predict_proba
+from ser_pipeline.training.registry import (ModelNotFound, champion_version, list_models, load_model, promote,
                                    promote_if_better, save_model)
 
 

@@ -18,8 +18,8 @@ from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixt
 from _warehouse_data import KEY, T0, expected_frame, predictions_frame, utterances_frame, write_survey
 from ser_pipeline import warehouse
 from ser_pipeline.labels import NEGATIVE_EMOTIONS
-from ser_pipeline.manifest import read_survey
-from ser_pipeline.report import EMOTION_COLORS, WIDE_HALF_WIDTH, is_wide, write_report
+from ser_pipeline.archive.manifest import read_survey
+from ser_pipeline.warehouse.report import EMOTION_COLORS, WIDE_HALF_WIDTH, is_wide, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

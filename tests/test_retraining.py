@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from ser_pipeline import registry, retraining, synth, warehouse
+from ser_pipeline.training import registry
+
+from ser_pipeline.runs import retrain as retraining
+
+from ser_pipeline import synthetic as synth
+
+from ser_pipeline import warehouse
 from ser_pipeline.settings import Settings
-from ser_pipeline.training import TrainConfig
+from ser_pipeline.training.fit import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,15 +1,16 @@
 import numpy as np
 import pytest
 
-from ser_pipeline.robustness import condition_row, conditions_markdown, evaluate_conditions, pool_results
+from ser_pipeline.evaluation.robustness import condition_row, conditions_markdown, evaluate_conditions, pool_results
 from support.tiny_model import shared_champion
 
 
 @pytest.fixture(scope="module")
 def model_and_clips(tmp_path_factory):
-    from ser_pipeline import registry, synth
-    from ser_pipeline.corpora import items_frame, read_synth
-    from ser_pipeline.inference import spec_of
+    from ser_pipeline.training import registry
+    from ser_pipeline import synthetic as synth
+    from ser_pipeline.training.corpora import items_frame, read_synth
+    from ser_pipeline.inference.predict import spec_of
     from ser_pipeline.settings import Settings
 
     registry_url, version = shared_champion(tmp_path_factory)
@@ -22,9 +23,10 @@ def model_and_clips(tmp_path_factory):
 
 @pytest.mark.slow
 def test_one_result_per_condition_on_the_same_clips_and_clean_is_the_plain_prediction(model_and_clips):
-    from ser_pipeline.dataset import load_clips
-    from ser_pipeline.features import clip_windows, extract_features
-    from ser_pipeline.inference import predict_proba
+    from ser_pipeline.training.dataset import load_clips
+    from ser_pipeline.features.spec import clip_windows
+    from ser_pipeline.features.frames import extract_features
+    from ser_pipeline.inference.predict import predict_proba
 
     trained, clips, spec = model_and_clips
     results = evaluate_conditions(trained, clips, spec, ["clean", "snr10", "reverb"], seed=3)

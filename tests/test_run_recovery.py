@@ -22,7 +22,7 @@ _HANGING_RUN = textwrap.dedent(
     """
     import sys, time
     import fsspec.implementations.local as local
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     def hang(self, *args, **kwargs):
         print("writing", flush=True)
@@ -48,8 +48,9 @@ def _rows(path, sql):
 
 
 def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed(tmp_path, champion, monkeypatch):
-    from ser_pipeline import synth, warehouse
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline import synthetic as synth
+    from ser_pipeline import warehouse
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from ser_pipeline.storage import find_temp_files
 
@@ -100,7 +101,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
 
 def test_a_live_run_on_another_host_is_left_alone_until_it_goes_silent(tmp_path):
     from ser_pipeline import warehouse
-    from ser_pipeline.run_recovery import recover_abandoned
+    from ser_pipeline.runs.recovery import recover_abandoned
     from ser_pipeline.settings import Settings
 
     settings = Settings(warehouse_path=tmp_path / "w.duckdb", feature_store_url=(tmp_path / "features").as_uri(),

@@ -41,7 +41,7 @@ def _all_text(db: Path) -> str:
 
 @pytest.mark.slow
 def test_manifest_paths_cannot_leave_the_archive_root(env):
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path = env
     outside = tmp_path / "outside"
@@ -137,7 +137,7 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
     record at DEBUG, the markdown artifact, every warehouse table, the errors and ``ser config``:
     none holds the S3 secret key or the pseudonym key."""
     from ser_pipeline import storage
-    from ser_pipeline.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from support.s3 import moto_server, reset_moto, use_endpoint
 
@@ -185,8 +185,8 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
 
 @pytest.mark.slow
 def test_participants_are_stored_only_as_keyed_pseudonyms(env):
-    from ser_pipeline import synth
-    from ser_pipeline.nightly import run_nightly
+    from ser_pipeline import synthetic as synth
+    from ser_pipeline.runs.nightly import run_nightly
     from ser_pipeline.warehouse import pseudonymise
 
     tmp_path = env

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from ser_pipeline.errors import AudioDecodeError
-from ser_pipeline.segmentation import (
+from ser_pipeline.archive.segmentation import (
     Utterance,
     VadConfig,
     frame_levels_db,
@@ -185,7 +185,7 @@ def test_utterance_id_depends_on_recording_and_span_in_milliseconds():
 
 @pytest.mark.realdata
 def test_concatenated_ravdess_clips_give_one_utterance_inside_each_clip(ravdess_dir):
-    from ser_pipeline.audio import load_audio
+    from ser_pipeline.audio.decode import load_audio
 
     files = sorted(ravdess_dir.glob("Actor_*/*.flac"))[::37][:12]
     clips = [load_audio(str(f), SR).samples for f in files]

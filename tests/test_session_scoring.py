@@ -13,7 +13,8 @@ from support.tiny_model import shared_champion
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """48 generated labelled clips: 3 speakers x 8 emotions x 2, 1.0-1.5 s each."""
-    from ser_pipeline import corpora, synth
+    from ser_pipeline.training import corpora
+    from ser_pipeline import synthetic as synth
 
     url = tmp_path_factory.mktemp("clips").as_uri()
     synth.generate_corpus(url, n_speakers=3, utterances_per_emotion=2, seed=3, duration_s=(1.0, 1.5))
@@ -25,9 +26,9 @@ def _dbfs(x: np.ndarray) -> float:
 
 
 def test_assembled_archive_reads_back_with_its_turns_noise_floor_and_clips_in_place(tmp_path, clips):
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.manifest import read_survey
-    from ser_pipeline.session_scoring import SESSION_TRUTH_COLUMNS, assemble_session_archive
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.archive.manifest import read_survey
+    from ser_pipeline.evaluation.sessions import SESSION_TRUTH_COLUMNS, assemble_session_archive
 
     sr = 16_000
     url = (tmp_path / "archive").as_uri()
@@ -76,8 +77,8 @@ def test_assembled_archive_reads_back_with_its_turns_noise_floor_and_clips_in_pl
 
 
 def test_assembled_archive_with_rttm_turns_reads_back_as_diarization(tmp_path, clips):
-    from ser_pipeline.manifest import read_survey
-    from ser_pipeline.session_scoring import assemble_session_archive
+    from ser_pipeline.archive.manifest import read_survey
+    from ser_pipeline.evaluation.sessions import assemble_session_archive
 
     url = (tmp_path / "archive").as_uri()
     made = assemble_session_archive(clips[:10], url, speakers_per_session=2, utterances_per_session=5, condition="clean",
@@ -95,7 +96,7 @@ def _hand_made_warehouse(path):
 
     from ser_pipeline import warehouse
     from ser_pipeline.labels import EMOTIONS
-    from ser_pipeline.manifest import Participant, Session, Survey
+    from ser_pipeline.archive.manifest import Participant, Session, Survey
 
     at = datetime(2026, 3, 2, 10, tzinfo=timezone.utc)
     sessions = tuple(Session(s, "SV", f"file:///x/{s}.wav", at, None, None, None, ("P1", "P2")) for s in ("A", "B", "C"))
@@ -138,7 +139,7 @@ def _hand_made_warehouse(path):
 
 
 def test_score_warehouse_gives_the_hand_computed_figures(tmp_path):
-    from ser_pipeline.session_scoring import score_warehouse
+    from ser_pipeline.evaluation.sessions import score_warehouse
 
     path = tmp_path / "hand.duckdb"
     truth = _hand_made_warehouse(path)
@@ -167,7 +168,7 @@ def test_score_warehouse_gives_the_hand_computed_figures(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_sessions_labels_or_counts_every_clip_and_leaves_the_callers_stores_alone(tmp_path, tmp_path_factory, clips):
-    from ser_pipeline.session_scoring import evaluate_sessions
+    from ser_pipeline.evaluation.sessions import evaluate_sessions
     from ser_pipeline.settings import Settings, override
 
     registry_url, version = shared_champion(tmp_path_factory)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_pipeline.splits import random_split, speaker_kfold, speaker_split
+from ser_pipeline.training.splits import random_split, speaker_kfold, speaker_split
 
 
 def ravdess_like(n_actors=16, per_emotion=4):

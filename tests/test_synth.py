@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_pipeline.audio import load_audio
-from ser_pipeline.corpora import read_corpus, read_synth
+from ser_pipeline.audio.decode import load_audio
+from ser_pipeline.training.corpora import read_corpus, read_synth
 from ser_pipeline.labels import EMOTIONS
 from ser_pipeline.storage import list_files, read_bytes
-from ser_pipeline.synth import (
+from ser_pipeline.synthetic import (
     TRUTH_COLUMNS,
     generate_archive,
     generate_corpus,

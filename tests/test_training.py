@@ -3,8 +3,8 @@ import pytest
 
 from _synthetic import synthetic_set, tiny_trained
 from ser_pipeline.labels import LabelSet
-from ser_pipeline.splits import Split, speaker_split
-from ser_pipeline.training import TrainConfig, model_inputs, train, training_fingerprint
+from ser_pipeline.training.splits import Split, speaker_split
+from ser_pipeline.training.fit import TrainConfig, model_inputs, train, training_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def trained_pooled():
 
 
 def test_tiny_model_learns_the_classes_of_unseen_speakers(trained_pooled):
-    from ser_pipeline.inference import predict_proba
+    from ser_pipeline.inference.predict import predict_proba
 
     trained, feats, items, split = trained_pooled
     proba = predict_proba(trained, {k: v[split.test] for k, v in feats.items()}, items.speaker.iloc[split.test], "spec-a")
@@ -38,7 +38,7 @@ def test_fingerprint_covers_exactly_the_training_utterances(trained_pooled):
 
 @pytest.mark.slow
 def test_training_is_reproducible_with_a_seed():
-    from ser_pipeline.inference import predict_proba
+    from ser_pipeline.inference.predict import predict_proba
 
     runs = [tiny_trained("seed", "global", epochs=2, seed=3) for _ in range(2)]
     (a, feats, items, _), (b, *_rest) = runs

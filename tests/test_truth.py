@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ser_pipeline import synth, truth, warehouse
+from ser_pipeline import synthetic as synth
+
+from ser_pipeline.evaluation import truth
+
+from ser_pipeline import warehouse
 from tests._warehouse_data import _loaded_template, loaded  # noqa: F401  (fixtures)
 
 

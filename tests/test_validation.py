@@ -12,7 +12,7 @@ import pytest
 
 from ser_pipeline.errors import ValidationFailed
 from ser_pipeline.labels import EMOTIONS
-from ser_pipeline.manifest import MANIFEST_COLUMNS, OPTIONAL_MANIFEST_COLUMNS, REQUIRED_MANIFEST_COLUMNS
+from ser_pipeline.archive.manifest import MANIFEST_COLUMNS, OPTIONAL_MANIFEST_COLUMNS, REQUIRED_MANIFEST_COLUMNS
 from ser_pipeline.resources import EXPECTATIONS_DIR, PROJECT_ROOT
 from ser_pipeline.validation import (
     SUITES,
@@ -313,8 +313,9 @@ def test_result_serialises_to_plain_json():
 @pytest.mark.realdata
 def test_features_of_real_speech_silence_and_full_scale_noise_are_plausible(ravdess_dir, tess_dir, quirks_dir):
     """The suite's ranges hold for real recordings (all quirks included) and the extremes."""
-    from ser_pipeline.audio import load_audio
-    from ser_pipeline.features import FeatureSpec, clip_windows, extract_features
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.features.spec import FeatureSpec, clip_windows
+    from ser_pipeline.features.frames import extract_features
 
     spec = FeatureSpec()
     files = sorted(ravdess_dir.glob("*/*.flac"))[::60] + sorted(tess_dir.glob("*/*.wav"))[::60] + sorted(quirks_dir.iterdir())

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_pipeline import storage, warehouse
-from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
-from ser_pipeline.manifest import read_archive
+from ser_pipeline import storage
 
-synth = pytest.importorskip("ser_pipeline.synth", reason="synth.generate_archive (branch corpora-synth) is not merged yet")
+from ser_pipeline import warehouse
+from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
+from ser_pipeline.archive.manifest import read_archive
+
+synth = pytest.importorskip("ser_pipeline.synthetic", reason="synth.generate_archive (branch corpora-synth) is not merged yet")
 
 
 def _utterances(survey) -> pd.DataFrame:

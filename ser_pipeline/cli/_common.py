@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ..settings import Settings, get_settings, override
+from ser_pipeline.settings import Settings, get_settings, override
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found a problem (some inputs failed, a check failed)

@@ -36,7 +36,7 @@ def synth_corpus(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a labelled training corpus of SYN_<speaker>_<gender>_<emotion>_<nn>.wav clips."""
-    from ..synth import generate_corpus
+    from ser_pipeline.synthetic import generate_corpus
 
     bar, update = _bar("clip")
     with bar:
@@ -62,7 +62,7 @@ def synth_archive(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a focus-group archive (manifest.csv, participants.csv, recordings, sidecars, _truth.csv)."""
-    from ..synth import generate_archive
+    from ser_pipeline.synthetic import generate_archive
 
     try:
         first = date.fromisoformat(start) if start else date(2026, 1, 5)
@@ -98,7 +98,7 @@ def corpus_list(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Count a corpus's clips per emotion and speaker; list files that do not follow its naming (exit 1 if any)."""
-    from ..corpora import detect_corpus, items_frame, read_corpus
+    from ser_pipeline.training.corpora import detect_corpus, items_frame, read_corpus
 
     skipped: list = []
     try:

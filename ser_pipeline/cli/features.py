@@ -14,10 +14,10 @@ CORPUS_CHOICES = ("auto", "ravdess", "tess", "crema-d", "savee", "synth", "plain
 def _items(source_url: str, corpus: str, settings) -> tuple[list, str, list]:
     """The inputs under ``source_url``, the corpus they were read as, and files left out as
     ``(path, reason)`` (names that do not follow the corpus's convention)."""
-    from .. import storage
+    from ser_pipeline import storage
 
     if corpus == "auto":
-        from ..corpora import detect_corpus
+        from ser_pipeline.training.corpora import detect_corpus
 
         try:
             corpus = detect_corpus(source_url)
@@ -25,14 +25,14 @@ def _items(source_url: str, corpus: str, settings) -> tuple[list, str, list]:
             typer.secho(f"note: reading as plain audio, no corpus recognised ({exc})", err=True)
             corpus = "plain"
     if corpus == "plain":
-        from ..extraction import relative_path
+        from ser_pipeline.features.extraction import relative_path
 
         urls = [
             url for url in storage.list_files(source_url, storage.AUDIO_EXTENSIONS, settings)
             if not any(part.startswith(("_", ".")) for part in relative_path(url, source_url).split("/"))
         ]
         return urls, corpus, []
-    from ..corpora import read_corpus
+    from ser_pipeline.training.corpora import read_corpus
 
     skipped: list = []
     items = list(read_corpus(corpus, source_url, skipped))
@@ -58,9 +58,9 @@ def register(app: typer.Typer) -> None:
         """
         if corpus not in CORPUS_CHOICES:
             fail(f"--corpus must be one of {', '.join(CORPUS_CHOICES)}, not {corpus!r}", EXIT_USAGE)
-        from .. import storage
-        from ..extraction import Failure, featurize
-        from ..features import FeatureSpec
+        from ser_pipeline import storage
+        from ser_pipeline.features.extraction import Failure, featurize
+        from ser_pipeline.features.spec import FeatureSpec
 
         settings = settings_from(feature_store_url=out, workers=workers)
         fs, root = storage.filesystem(source_url, settings)

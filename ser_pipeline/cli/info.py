@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command("version")
     def version() -> None:
         """Print the package version."""
-        from .. import __version__
+        from ser_pipeline import __version__
 
         typer.echo(__version__)
 

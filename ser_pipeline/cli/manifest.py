@@ -36,8 +36,8 @@ def manifest_init(
 
     Refuses to replace an existing manifest or participants file without --force. Exit 1: no recordings in the folder, or it already has a manifest; 2: bad options.
     """
-    from ..errors import ManifestError
-    from ..manifest_skeleton import manifest_skeleton, parse_utc_offset, skeleton_text, write_manifest_skeleton
+    from ser_pipeline.errors import ManifestError
+    from ser_pipeline.archive.skeleton import manifest_skeleton, parse_utc_offset, skeleton_text, write_manifest_skeleton
 
     if participant and per_recording != 1:
         fail("give either --participant or --participants-per-recording, not both", EXIT_USAGE)

@@ -29,7 +29,7 @@ def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any
     import numpy as np
     from sklearn.metrics import recall_score
 
-    from ..context import assemble_sessions, filter_sessions, fit_transitions, sticky_transitions
+    from ser_pipeline.inference.context import assemble_sessions, filter_sessions, fit_transitions, sticky_transitions
 
     n_classes = len(trained.labels)
     train_speakers = set(trained.split_speakers.get("train", []))
@@ -60,15 +60,15 @@ def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any
 
 def _train_config(**flags: Any) -> Any:
     """TrainConfig's defaults (the recommended recipe) with the flags that were given."""
-    from ..training import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig
 
     return TrainConfig(**{k: v for k, v in flags.items() if v is not None})
 
 
 def _cross_validate(settings: Any, training_set: Any, config: Any, k: int, out: Path | None, as_json: bool) -> None:
     """``ser train --kfold K``: pooled held-out metrics and one line per fold."""
-    from ..crossval import cross_validate
-    from ..evaluation import write_report
+    from ser_pipeline.runs.crossval import cross_validate
+    from ser_pipeline.evaluation.metrics import write_report
 
     cv = cross_validate(training_set, config, k=k, seed=config.seed, progress=lambda line: typer.echo(line, err=True),
                         settings=settings)
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         """Train on labelled corpora, evaluate on held-out speakers, store in the registry.
 
         With no options this trains the recommended recipe (docs/MODEL.md)."""
-        from ..model import ARCHITECTURES, INPUT_FAMILIES
+        from ser_pipeline.training.networks import ARCHITECTURES, INPUT_FAMILIES
 
         if kfold and (split != "speaker" or test_speakers):
             fail("--kfold makes its own speaker folds: drop --split random and --test-speakers", EXIT_USAGE)
@@ -138,10 +138,10 @@ def register(app: typer.Typer) -> None:
             if value not in allowed:
                 fail(f"{name} must be one of {[a for a in allowed if a]}, not {value!r}", EXIT_USAGE)
         corpora = _parse_corpora(corpus)
-        from ..errors import SerError
-        from ..evaluation import write_report
-        from ..labels import parse_merge
-        from ..retraining import load_training_set, train_and_register
+        from ser_pipeline.errors import SerError
+        from ser_pipeline.evaluation.metrics import write_report
+        from ser_pipeline.labels import parse_merge
+        from ser_pipeline.runs.retrain import load_training_set, train_and_register
 
         settings = settings_from(registry_url=registry)
         config = _train_config(architecture=architecture, input_kind=features, normalization=normalization, epochs=epochs,
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
                 return
             pinned = None
             if test_speakers == "champion":
-                from ..registry import load_model as _load
+                from ser_pipeline.training.registry import load_model as _load
 
                 pinned = _load(settings.registry_url, "champion", settings).split_speakers["test"]
             elif test_speakers:
@@ -210,20 +210,20 @@ def register(app: typer.Typer) -> None:
 
         if speakers not in ("test", "all"):
             fail("--speakers must be test or all", EXIT_USAGE)
-        from ..conditions import parse_conditions
+        from ser_pipeline.audio.conditions import parse_conditions
 
         try:
             conditions = parse_conditions(condition) if condition else []
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
         corpora = _parse_corpora(corpus)
-        from ..dataset import load_labelled
-        from ..errors import SerError
-        from ..evaluation import write_report
-        from ..inference import spec_of
-        from ..model import INPUT_FAMILIES
-        from ..registry import load_model
-        from ..retraining import TrainingSet, evaluate_held_out
+        from ser_pipeline.training.dataset import load_labelled
+        from ser_pipeline.errors import SerError
+        from ser_pipeline.evaluation.metrics import write_report
+        from ser_pipeline.inference.predict import spec_of
+        from ser_pipeline.training.networks import INPUT_FAMILIES
+        from ser_pipeline.training.registry import load_model
+        from ser_pipeline.runs.retrain import TrainingSet, evaluate_held_out
 
         settings = settings_from(registry_url=registry)
         rows_by_condition, session_score = [], None
@@ -242,12 +242,12 @@ def register(app: typer.Typer) -> None:
             y, proba, utterances = held.y, held.proba, held.utterances
             ctx = _context_effect(trained, data, y, proba, utterances, settings.context_stay) if context else None
             if conditions:
-                from ..robustness import condition_row, evaluate_conditions
+                from ser_pipeline.evaluation.robustness import condition_row, evaluate_conditions
 
                 rows_by_condition = [condition_row(r) for r in evaluate_conditions(trained, utterances, spec, conditions, seed, settings=settings)]
             if sessions:
-                from ..corpora import read_corpus
-                from ..session_scoring import evaluate_sessions
+                from ser_pipeline.training.corpora import read_corpus
+                from ser_pipeline.evaluation.sessions import evaluate_sessions
 
                 wanted = set(utterances.utterance_id)
                 clips = [i for name, url in corpora.items() for i in read_corpus(name, url) if i.utterance_id in wanted]
@@ -265,7 +265,7 @@ def register(app: typer.Typer) -> None:
             details["sessions (nightly path)"] = _sessions_line(session_score)
         extra_md = None
         if rows_by_condition:
-            from ..robustness import conditions_markdown
+            from ser_pipeline.evaluation.robustness import conditions_markdown
 
             extra_md = conditions_markdown(rows_by_condition)
         if out is not None:
@@ -302,11 +302,12 @@ def register(app: typer.Typer) -> None:
         """Predict the emotion of each audio file."""
         import numpy as np
 
-        from ..audio import load_audio
-        from ..errors import AudioDecodeError, SerError
-        from ..features import clip_windows, extract_features
-        from ..inference import predict_proba, spec_of
-        from ..registry import load_model
+        from ser_pipeline.audio.decode import load_audio
+        from ser_pipeline.errors import AudioDecodeError, SerError
+        from ser_pipeline.features.spec import clip_windows
+        from ser_pipeline.features.frames import extract_features
+        from ser_pipeline.inference.predict import predict_proba, spec_of
+        from ser_pipeline.training.registry import load_model
 
         settings = settings_from(registry_url=registry)
         try:
@@ -360,7 +361,7 @@ def register(app: typer.Typer) -> None:
         """List the registry's models, oldest first; * marks the champion."""
         from dataclasses import asdict
 
-        from ..registry import list_models
+        from ser_pipeline.training.registry import list_models
 
         settings = settings_from(registry_url=registry)
         infos = list_models(settings.registry_url, settings)
@@ -381,8 +382,8 @@ def register(app: typer.Typer) -> None:
         registry: str = typer.Option(None, "--registry", help="Registry URL (default SER_REGISTRY_URL)."),
     ) -> None:
         """Make VERSION the champion: the model the nightly run labels with and the one the warehouse's views report."""
-        from ..errors import SerError
-        from ..retraining import promote
+        from ser_pipeline.errors import SerError
+        from ser_pipeline.runs.retrain import promote
 
         settings = settings_from(registry_url=registry)
         try:

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         """
         from tqdm import tqdm
 
-        from ..nightly import render_markdown, run_nightly
+        from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
         bar = tqdm(unit="step", leave=False, desc="label")
 
@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the spans as JSON."),
     ) -> None:
         """Find utterances in a recording by energy voice-activity detection (streamed)."""
-        from ..errors import AudioDecodeError
-        from ..segmentation import VadConfig, segment_file
+        from ser_pipeline.errors import AudioDecodeError
+        from ser_pipeline.archive.segmentation import VadConfig, segment_file
 
         if min_s >= max_s:
             fail("--min-s must be shorter than --max-s", code=2)

@@ -18,9 +18,9 @@ def register(app: typer.Typer) -> None:
         warehouse_path: Path = typer.Option(None, "--warehouse", "-w", help="Warehouse file (default: SER_WAREHOUSE_PATH)."),
     ) -> None:
         """Write one self-contained HTML report (charts inline) for a survey."""
-        from .. import warehouse
-        from ..errors import SerError
-        from ..report import write_report
+        from ser_pipeline import warehouse
+        from ser_pipeline.errors import SerError
+        from ser_pipeline.warehouse.report import write_report
 
         settings = settings_from(warehouse_path=warehouse_path)
         try:

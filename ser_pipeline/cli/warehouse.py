@@ -53,7 +53,7 @@ def _run(action) -> Any:
     """Run ``action`` and turn the warehouse's errors into exit codes with a clear message."""
     import duckdb
 
-    from ..errors import SerError
+    from ser_pipeline.errors import SerError
 
     try:
         return action()
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         warehouse_path: Path = WAREHOUSE_OPTION,
     ) -> None:
         """Run SQL on the warehouse, read-only, with bound parameters; print the result."""
-        from .. import warehouse
+        from ser_pipeline import warehouse
 
         settings = settings_from(warehouse_path=warehouse_path)
         params = _parse_params(param)
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         warehouse_path: Path = WAREHOUSE_OPTION,
     ) -> None:
         """Run one of the analysts' queries (sql/queries/NAME.sql) with --param NAME=VALUE."""
-        from .. import warehouse
+        from ser_pipeline import warehouse
 
         queries = warehouse.named_queries()
         if list_queries:
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Create the warehouse or upgrade it in place to the newest schema; (re)create the views."""
-        from .. import warehouse
+        from ser_pipeline import warehouse
 
         settings = settings_from(warehouse_path=warehouse_path)
 
@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
     ) -> None:
         """Show the schema version, row counts, the current model and the last ingest run."""
-        from .. import warehouse
+        from ser_pipeline import warehouse
 
         settings = settings_from(warehouse_path=warehouse_path)
 
@@ -184,8 +184,8 @@ def register(app: typer.Typer) -> None:
         """
         import os
 
-        from .. import warehouse
-        from ..manifest import read_archive
+        from ser_pipeline import warehouse
+        from ser_pipeline.archive.manifest import read_archive
 
         settings = settings_from(warehouse_path=warehouse_path, archive_url=archive)
         new_key = os.environ.get(new_key_env)

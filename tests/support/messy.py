@@ -19,7 +19,7 @@ PARTICIPANT = "P001"
 def speech(seconds_each: tuple[float, ...] = (2.0, 2.5, 1.8), sr: int = SR, seed: int = 0) -> np.ndarray:
     """A short recording: generated utterances separated by 0.8 s pauses over quiet room tone,
     float32 mono in [-1, 1] at ``sr``."""
-    from ser_pipeline import synth
+    from ser_pipeline import synthetic as synth
 
     rng = np.random.default_rng(seed)
     voice = synth.make_voice(f"V{seed}", "female", rng)

@@ -12,9 +12,13 @@ def train_tiny_champion(root, epochs: int = 3, seed: int = 0) -> tuple[str, str]
     Returns ``(registry_url, version)``; its stores and warehouse live under ``root`` too."""
     from pathlib import Path
 
-    from ser_pipeline import registry, retraining, synth
+    from ser_pipeline.training import registry
+
+    from ser_pipeline.runs import retrain as retraining
+
+    from ser_pipeline import synthetic as synth
     from ser_pipeline.settings import Settings
-    from ser_pipeline.training import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig
 
     root = Path(root)
     settings = Settings(registry_url=(root / "registry").as_uri(), feature_store_url=(root / "features").as_uri(),

@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from .labels import EMOTIONS, NEGATIVE_EMOTIONS
+from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
 
 EMOTION_COLORS: dict[str, str] = {
     "neutral": "#9e9e9e",  # grey

@@ -34,10 +34,10 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ManifestError
-from .manifest import _SAFE_ID, MANIFEST_COLUMNS, PARTICIPANT_COLUMNS, resolve_inside
-from .settings import Settings
-from .storage import AUDIO_EXTENSIONS, filesystem, join, write_bytes_atomic
+from ser_pipeline.errors import ManifestError
+from ser_pipeline.archive.manifest import _SAFE_ID, MANIFEST_COLUMNS, PARTICIPANT_COLUMNS, resolve_inside
+from ser_pipeline.settings import Settings
+from ser_pipeline.storage import AUDIO_EXTENSIONS, filesystem, join, write_bytes_atomic
 
 # Files whose presence means the folder already has a manifest or participants (CSV wins over JSON).
 _EXISTING = ("manifest.csv", "manifest.json", "participants.csv", "participants.json")

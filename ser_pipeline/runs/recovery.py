@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import Settings
-from .storage import TempFile, find_temp_files, remove, this_host
+from ser_pipeline.settings import Settings
+from ser_pipeline.storage import TempFile, find_temp_files, remove, this_host
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _temp_file_dead(temp: TempFile, stale_after_s: float, now: float) -> bool:
 def recover_abandoned(settings: Settings, run_id: str, con: Any) -> Recovery:
     """Mark dead runs abandoned and remove dead processes' temporary files under the feature
     store (``con``: a writing warehouse connection; ``run_id``: the run doing it)."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     now = time.time()
     stale = settings.run_stale_after_s

@@ -11,7 +11,7 @@ Two sources of utterance boundaries, in order of preference:
    short pauses inside words from splitting an utterance, segments shorter than ``min_s``
    are dropped, and segments longer than ``max_s`` are split at their quietest frame.
 
-VAD on a file streams it with :func:`ser_pipeline.audio.iter_audio_blocks` and keeps only
+VAD on a file streams it with :func:`ser_pipeline.audio.decode.iter_audio_blocks` and keeps only
 one level per 20 ms frame (about 180 kB per hour of audio), so memory stays bounded whatever
 the recording's length. It returns time spans; the caller reads each utterance's audio with
 ``load_audio(src, offset_s=start_s, duration_s=end_s - start_s)``.
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .settings import Settings
+from ser_pipeline.settings import Settings
 
 # Levels below this (dBFS) are digital silence whatever the floor; keeps log() finite too.
 _SILENCE_DB = -100.0
@@ -223,7 +223,7 @@ def segment_file(
     Raises :class:`~ser_pipeline.errors.AudioDecodeError` when the file cannot be decoded
     (``allow_truncated``: a cut-off WAV or AIFF gives the spans of what it holds).
     """
-    from .audio import iter_audio_blocks
+    from ser_pipeline.audio.decode import iter_audio_blocks
 
     config = config or VadConfig()
     blocks = iter_audio_blocks(source, sample_rate, block_s=block_s, settings=settings, allow_truncated=allow_truncated)
@@ -312,7 +312,7 @@ def segment_recording(
 
     ``turns`` is what ``manifest.py`` read from the session's sidecar (``None`` or empty when
     there is none); ``duration_s`` (what decodes) clips them. ``allow_truncated`` as in
-    :func:`ser_pipeline.audio.load_audio`.
+    :func:`ser_pipeline.audio.decode.load_audio`.
     """
     config = config or VadConfig()
     if turns is not None and len(turns):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .settings import Settings
+from ser_pipeline.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,10 @@ def degraded_features(
 ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
     """Features of every utterance (rows with ``path``, ``speaker``, ``utterance_id``) under
     ``condition``: ``({family: (m, rows, columns)}, window utterance ids, window speakers)``."""
-    from .conditions import apply_condition, condition_rng
-    from .dataset import load_clips
-    from .features import clip_windows, extract_features
+    from ser_pipeline.audio.conditions import apply_condition, condition_rng
+    from ser_pipeline.training.dataset import load_clips
+    from ser_pipeline.features.spec import clip_windows
+    from ser_pipeline.features.frames import extract_features
 
     clips = load_clips(list(utterances.path), spec.sample_rate, audio_cache, settings)
     speakers = utterances.speaker.astype(str).to_numpy()
@@ -58,9 +59,9 @@ def evaluate_conditions(
 ) -> list[ConditionResult]:
     """``trained`` on ``utterances`` (one row per clip: path, speaker, gender, emotion, corpus,
     utterance_id) under each condition, in order."""
-    from .crossval import evaluation_groups
-    from .evaluation import evaluate
-    from .inference import predict_proba
+    from ser_pipeline.runs.crossval import evaluation_groups
+    from ser_pipeline.evaluation.metrics import evaluate
+    from ser_pipeline.inference.predict import predict_proba
 
     utterances = utterances.reset_index(drop=True)
     y = np.asarray(trained.labels.indices(utterances.emotion))
@@ -76,8 +77,8 @@ def evaluate_conditions(
 def pool_results(parts: Sequence[Sequence[ConditionResult]]) -> list[ConditionResult]:
     """Per condition, the results of several models on disjoint speakers (cross-validation
     folds) pooled into one evaluation."""
-    from .crossval import evaluation_groups
-    from .evaluation import evaluate
+    from ser_pipeline.runs.crossval import evaluation_groups
+    from ser_pipeline.evaluation.metrics import evaluate
 
     pooled = []
     for i, first in enumerate(parts[0]):

@@ -49,12 +49,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import AudioDecodeError, ManifestError, SerError
-from .inference import spec_of
-from .labels import EMOTIONS
-from .segmentation import Utterance, VadConfig, segment_recording
-from .settings import Settings, get_settings, override
-from .validation import ValidationResult
+from ser_pipeline.errors import AudioDecodeError, ManifestError, SerError
+from ser_pipeline.inference.predict import spec_of
+from ser_pipeline.labels import EMOTIONS
+from ser_pipeline.archive.segmentation import Utterance, VadConfig, segment_recording
+from ser_pipeline.settings import Settings, get_settings, override
+from ser_pipeline.validation import ValidationResult
 
 FLOW_NAME = "label-new-audio"
 HASH_CHUNK_BYTES = 4 * 1024 * 1024
@@ -267,7 +267,7 @@ def run_settings(
 
 @contextmanager
 def _writing(settings: Settings) -> Iterator[Any]:
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     with warehouse.writing(settings.warehouse_path, settings=settings) as con:
         yield con
@@ -282,8 +282,8 @@ class RunStart:
 def start_run(settings: Settings, flow_run_id: str | None = None, run_id: str | None = None) -> RunStart:
     """Record the start of an ingest run in the warehouse (migrating it first), then clean up
     after runs that were killed mid-way (``run_recovery``)."""
-    from . import warehouse
-    from .run_recovery import recover_abandoned
+    from ser_pipeline import warehouse
+    from ser_pipeline.runs.recovery import recover_abandoned
 
     with _writing(settings) as con:
         run_id = warehouse.start_ingest_run(con, flow_run_id=flow_run_id, flow_name=FLOW_NAME, run_id=run_id)
@@ -292,7 +292,7 @@ def start_run(settings: Settings, flow_run_id: str | None = None, run_id: str | 
 
 def record_quarantine(settings: Settings, items: Sequence[Quarantined], run_id: str) -> int:
     """Write set-aside inputs to the warehouse's quarantine table (idempotent per input)."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     if not items:
         return 0
@@ -306,7 +306,7 @@ def record_warnings(settings: Settings, items: Sequence[RecordingWarning], run_i
     (one row per kind, recording and content; a re-run updates it)."""
     from dataclasses import asdict
 
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     if not items:
         return 0
@@ -316,7 +316,7 @@ def record_warnings(settings: Settings, items: Sequence[RecordingWarning], run_i
 
 def record_validations(settings: Settings, results: Sequence[tuple[str, ValidationResult]], run_id: str) -> None:
     """Store GX results (one row per suite and target) in the warehouse."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     if not results:
         return
@@ -336,7 +336,7 @@ def _read_manifest_frame(survey_url: str, settings: Settings) -> pd.DataFrame:
     import io
     import json
 
-    from .storage import filesystem, join, read_bytes
+    from ser_pipeline.storage import filesystem, join, read_bytes
 
     csv_url, json_url = join(survey_url, "manifest.csv"), join(survey_url, "manifest.json")
     fs, csv_path = filesystem(csv_url, settings)
@@ -388,8 +388,8 @@ def discover(settings: Settings) -> Discovery:
     timestamp, participants, metadata or turns file) quarantines that session (stage
     ``session``) and the survey's other sessions go on. A folder holding recordings but no
     manifest is reported (stage ``manifest``) every night until it has one."""
-    from .manifest import read_survey, scan_archive
-    from .validation import validate_manifest
+    from ser_pipeline.archive.manifest import read_survey, scan_archive
+    from ser_pipeline.validation import validate_manifest
 
     clock = _Clock()
     scan = scan_archive(settings.archive_url, settings)
@@ -418,7 +418,7 @@ def discover(settings: Settings) -> Discovery:
 
 def load_surveys(settings: Settings, surveys: Sequence[Any]) -> int:
     """Load each survey's sessions and participants; returns the sessions newly inserted."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     key = settings.pseudonym_key.get_secret_value()
     inserted = 0
@@ -434,7 +434,7 @@ def load_surveys(settings: Settings, surveys: Sequence[Any]) -> int:
 def recording_hash(url: str, settings: Settings, attempts: int = 4, first_delay_s: float = 0.5) -> str:
     """sha256 of a recording, streamed in 4 MiB chunks; transient read errors are retried with
     exponential backoff (``attempts`` tries in all). A missing file is not retried."""
-    from .storage import open_url
+    from ser_pipeline.storage import open_url
 
     delay = first_delay_s
     for attempt in range(1, attempts + 1):
@@ -456,7 +456,7 @@ def recording_hash(url: str, settings: Settings, attempts: int = 4, first_delay_
 
 def _labelled_ids(settings: Settings, model_version: str, session_ids: Sequence[str]) -> set[str]:
     """Utterance ids of these sessions that already have this model's prediction."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     if not session_ids or not settings.warehouse_path.exists():
         return set()
@@ -475,7 +475,7 @@ def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> tup
     ``declared_s``, ``found_s``) or None. The header is read first, so a broken recording is
     caught once here (not once per turn) and turns are clipped to what decodes: a WAV cut off
     at 1 h 50 of a declared 2 h keeps 1 h 50 of utterances."""
-    from .audio import probe_audio
+    from ser_pipeline.audio.decode import probe_audio
 
     info = probe_audio(session.audio_url, settings, allow_truncated=True)
     utterances = segment_recording(session.audio_url, session.session_id, session.turns or None,
@@ -491,7 +491,7 @@ def _session_utterances(session: Any, settings: Settings, vad: VadConfig) -> tup
 
 
 def _recording_cache_url(settings: Settings, audio_url: str) -> str:
-    from .storage import join
+    from ser_pipeline.storage import join
 
     return join(settings.feature_store_url, RECORDING_CACHE_DIR, hashlib.sha256(audio_url.encode()).hexdigest()[:32] + ".json")
 
@@ -503,7 +503,7 @@ def _recording_cache_key(session: Any, settings: Settings, vad: VadConfig) -> st
     import json
     from dataclasses import asdict
 
-    from .storage import filesystem
+    from ser_pipeline.storage import filesystem
 
     fs, path = filesystem(session.audio_url, settings)
     info = fs.info(path)
@@ -524,7 +524,7 @@ def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple
     computed (streamed) and cached. The cache lives under ``<feature store>/_recordings/``."""
     import json
 
-    from .storage import read_bytes, write_bytes_atomic
+    from ser_pipeline.storage import read_bytes, write_bytes_atomic
 
     cache_url = _recording_cache_url(settings, session.audio_url)
     key = _recording_cache_key(session, settings, vad)
@@ -628,7 +628,7 @@ def _decode_group(group: Sequence[PlannedUtterance], settings: Settings, sample_
     When the span cannot be decoded (a truncated or corrupt stretch), each utterance is
     decoded on its own, so only those that touch the bad part fail.
     """
-    from .audio import load_audio
+    from ser_pipeline.audio.decode import load_audio
 
     start = min(u.start_s for u in group)
     end = max(u.end_s for u in group)
@@ -663,7 +663,8 @@ def _decode_group(group: Sequence[PlannedUtterance], settings: Settings, sample_
 
 def _extract_group(group: Sequence[PlannedUtterance], settings: Settings, spec: Any) -> tuple[list[dict[str, Any]], dict[str, np.ndarray] | None, list[Quarantined], float, float]:
     """One decode group: its key rows, features, quarantined utterances, decode and feature seconds."""
-    from .features import clip_windows, extract_features
+    from ser_pipeline.features.spec import clip_windows
+    from ser_pipeline.features.frames import extract_features
 
     clock = _Clock()
     rows: list[dict[str, Any]] = []
@@ -707,7 +708,7 @@ def extract_batch(settings: Settings, batch: Batch, spec: Any) -> BatchFeatures:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .features import one_blas_thread
+    from ser_pipeline.features.frames import one_blas_thread
 
     clock = _Clock()
     groups = _decode_groups(batch.utterances, settings.decode_span_s)
@@ -734,7 +735,7 @@ def extract_batch(settings: Settings, batch: Batch, spec: Any) -> BatchFeatures:
 def store_batch_features(settings: Settings, features: BatchFeatures) -> BatchFeatures:
     """Append the batch's windows to the feature store (one file per survey; stored content
     is skipped). The same features, with ``store_file`` and the store's time added."""
-    from .feature_store import write_features
+    from ser_pipeline.features.store import write_features
 
     clock = _Clock()
     keys, feats = features.keys, features.feats
@@ -753,14 +754,14 @@ def featurise_batch(settings: Settings, batch: Batch, spec: Any) -> BatchFeature
 
 
 def validate_batch_features(features: BatchFeatures) -> ValidationResult:
-    from .validation import validate_features
+    from ser_pipeline.validation import validate_features
 
     return validate_features(features.keys, features.feats, features.spec)
 
 
 def load_trained_model(settings: Settings, which: str = "champion") -> Any:
     """The model to label with: ``which`` is ``"champion"`` or a registry version."""
-    from .registry import load_model
+    from ser_pipeline.training.registry import load_model
 
     return load_model(settings.registry_url, which, settings=settings)
 
@@ -768,7 +769,7 @@ def load_trained_model(settings: Settings, which: str = "champion") -> Any:
 def predict_batch(trained: Any, features: BatchFeatures, batch_size: int | None = None) -> BatchPredictions:
     """The model on every window; window probabilities averaged per utterance (in the order
     utterances first appear in ``features.keys``)."""
-    from .inference import pool_windows, predict_proba
+    from ser_pipeline.inference.predict import pool_windows, predict_proba
 
     clock = _Clock()
     labels = tuple(trained.labels.labels)
@@ -799,8 +800,8 @@ def apply_context(predictions: BatchPredictions, batch: Batch, stay: float) -> B
     speakers alternate, and it is a person's state that persists, not the room's. Utterances
     without a known participant form one chain per session.
     """
-    from .context import filter_sessions, sticky_transitions
-    from .inference import predictions_frame
+    from ser_pipeline.inference.context import filter_sessions, sticky_transitions
+    from ser_pipeline.inference.predict import predictions_frame
 
     clock = _Clock()
     if predictions.frame.empty:
@@ -817,7 +818,7 @@ def apply_context(predictions: BatchPredictions, batch: Batch, stay: float) -> B
 
 
 def validate_batch_predictions(predictions: BatchPredictions) -> ValidationResult:
-    from .validation import validate_predictions
+    from ser_pipeline.validation import validate_predictions
 
     return validate_predictions(predictions.frame, labels=predictions.labels)
 
@@ -825,7 +826,7 @@ def validate_batch_predictions(predictions: BatchPredictions) -> ValidationResul
 def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, run_id: str) -> BatchLoad:
     """Load the batch's utterances, then their predictions (each loader one transaction,
     keyed, so a repeat inserts nothing twice). Only utterances that have a prediction are loaded."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     clock = _Clock()
     predicted = set(predictions.frame["utterance_id"])
@@ -848,7 +849,7 @@ def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, 
 
 def finish(settings: Settings, report: NightlyReport) -> None:
     """Record the run's outcome and counts in the warehouse."""
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     message = report.error or ("; ".join(f"{r.suite} failed on {t}" for t, r in report.validations if not r.success) or None)
     with _writing(settings) as con:

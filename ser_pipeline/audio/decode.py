@@ -20,9 +20,9 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioDecodeError
-from .settings import Settings
-from .storage import filesystem
+from ser_pipeline.errors import AudioDecodeError
+from ser_pipeline.settings import Settings
+from ser_pipeline.storage import filesystem
 
 DEFAULT_SAMPLE_RATE = 22_050
 

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pandas as pd
 
-from .errors import SerError, WarehouseBusy
-from .labels import EMOTIONS, NEGATIVE_EMOTIONS
-from .resources import SQL_DIR
-from .settings import Settings, get_settings
+from ser_pipeline.errors import SerError, WarehouseBusy
+from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
+from ser_pipeline.resources import SQL_DIR
+from ser_pipeline.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from .manifest import Survey
+    from ser_pipeline.archive.manifest import Survey
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 QUERIES_DIR = SQL_DIR / "queries"
@@ -500,7 +500,7 @@ def start_ingest_run(
 ) -> str:
     """Record that an ingest run started; returns its id (``run_id``, else the flow run id,
     else a new UUID). Starting the same run again (a retried flow) resets it to running."""
-    from .storage import this_host
+    from ser_pipeline.storage import this_host
 
     run_id = run_id or flow_run_id or uuid.uuid4().hex
     with transaction(con):

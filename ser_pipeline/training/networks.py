@@ -1,7 +1,7 @@
 """The emotion classifier networks (Keras 3, backend-agnostic: TensorFlow, JAX or PyTorch).
 
 Only ``keras`` layers and ``keras.ops`` are used, so ``KERAS_BACKEND=jax`` or ``torch`` runs
-the same code. Keras is imported inside the builders to keep ``import ser_pipeline.model``
+the same code. Keras is imported inside the builders to keep ``import ser_pipeline.training.networks``
 cheap.
 
 Inputs are feature "images" ``(rows, columns, 1)`` made by the input kind's FeatureSpec
@@ -40,7 +40,7 @@ InputKind = Literal["mfcc", "stacked", "functionals"]
 def feature_spec_for(input_kind: str, spec: Any = None) -> Any:
     """The FeatureSpec an input kind is made with: ``spec`` (default ``FeatureSpec()``) with
     ``output`` set to ``"functionals"`` or ``"frames"``."""
-    from .features import FeatureSpec
+    from ser_pipeline.features.spec import FeatureSpec
 
     if input_kind not in INPUT_FAMILIES:
         raise ValueError(f"unknown model input {input_kind!r}; choose one of {sorted(INPUT_FAMILIES)}")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import storage
-from .settings import Settings
+from ser_pipeline import storage
+from ser_pipeline.settings import Settings
 
 
 @dataclass(frozen=True)

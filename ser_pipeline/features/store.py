@@ -34,10 +34,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import FeatureSpecMismatch, FeatureStoreError
-from .features import FeatureSpec
-from .settings import Settings
-from .storage import filesystem, join, to_url, write_bytes_atomic
+from ser_pipeline.errors import FeatureSpecMismatch, FeatureStoreError
+from ser_pipeline.features.spec import FeatureSpec
+from ser_pipeline.settings import Settings
+from ser_pipeline.storage import filesystem, join, to_url, write_bytes_atomic
 
 KEY_COLUMNS: tuple[str, ...] = ("source", "group", "speaker", "utterance_id", "window", "content_hash", "spec_hash")
 SHAPES_KEY = b"ser.feature_shapes"

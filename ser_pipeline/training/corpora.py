@@ -23,7 +23,7 @@ Conventions (file stem, without extension; any audio format is accepted):
   case-insensitively (the published set has ``_Fear``-style casing slips). The word is the
   ``sentence``. ``folder__file`` names (as in ``quirks/``) use the part after ``__``.
 - ``synth``: ``SYN_<speaker>_<gender>_<emotion>_<nn>`` as written by
-  :func:`ser_pipeline.synth.generate_corpus`, e.g. ``SYN_s03_female_angry_02.wav``.
+  :func:`ser_pipeline.synthetic.generate_corpus`, e.g. ``SYN_s03_female_angry_02.wav``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
-from .labels import EMOTIONS, LabelSet
-from .storage import AUDIO_EXTENSIONS, filesystem, list_files, open_url
+from ser_pipeline.labels import EMOTIONS, LabelSet
+from ser_pipeline.storage import AUDIO_EXTENSIONS, filesystem, list_files, open_url
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ def read_tess(url: str, skipped: list[SkippedFile] | None = None) -> list[Corpus
 
 
 def read_synth(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
-    """Clips written by :func:`ser_pipeline.synth.generate_corpus`."""
+    """Clips written by :func:`ser_pipeline.synthetic.generate_corpus`."""
     return _read(url, "synth", parse_synth, skipped)
 
 

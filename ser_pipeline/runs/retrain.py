@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .settings import Settings
+from ser_pipeline.settings import Settings
 
 Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
 
@@ -62,8 +62,8 @@ class TrainingRun:
 
 def training_spec(settings: Settings, config: Any) -> Any:
     """The FeatureSpec a model of ``config`` is trained on (at ``settings.sample_rate``)."""
-    from .features import FeatureSpec
-    from .model import feature_spec_for
+    from ser_pipeline.features.spec import FeatureSpec
+    from ser_pipeline.training.networks import feature_spec_for
 
     return feature_spec_for(config.input_kind, FeatureSpec.from_settings(settings))
 
@@ -71,8 +71,8 @@ def training_spec(settings: Settings, config: Any) -> Any:
 def load_training_set(settings: Settings, corpus_urls: Mapping[str, str], config: Any, progress: bool = False) -> TrainingSet:
     """Featurise ``{corpus name: url}`` (names as ``corpora.read_corpus`` takes them) into the
     feature store and read the windows back with their labels."""
-    from .dataset import load_labelled
-    from .model import INPUT_FAMILIES
+    from ser_pipeline.training.dataset import load_labelled
+    from ser_pipeline.training.networks import INPUT_FAMILIES
 
     if not corpus_urls:
         raise ValueError("no training corpora given: pass corpus_urls, e.g. {'ravdess': 's3://corpora/ravdess'}")
@@ -95,8 +95,8 @@ def make_split(training_set: TrainingSet, kind: str = "speaker", seed: int = 0,
     """A split of the training set's *windows*, made over utterances: ``kind`` "speaker" (no
     speaker in two parts; ``test_speakers`` pins the test part) or "random" (leaks voices:
     comparison with the seed's protocol only, never promoted)."""
-    from .dataset import expand_split
-    from .splits import random_split, speaker_split
+    from ser_pipeline.training.dataset import expand_split
+    from ser_pipeline.training.splits import random_split, speaker_split
 
     utterances = training_set.data.utterances
     if kind == "random":
@@ -113,9 +113,9 @@ def fit(training_set: TrainingSet, split: Any, config: Any, progress: Callable[[
     """Train on ``split.train`` (plus ``config.corrupted_copies`` corrupted copies of those
     clips), early-stop on ``split.val``; the TrainedModel. ``audio_cache`` keeps decoded clips
     between calls (cross-validation)."""
-    from .dataset import corrupted_copies
-    from .labels import LabelSet, parse_merge
-    from .training import train
+    from ser_pipeline.training.dataset import corrupted_copies
+    from ser_pipeline.labels import LabelSet, parse_merge
+    from ser_pipeline.training.fit import train
 
     data, spec = training_set.data, training_set.spec
     labels = LabelSet.from_merge(parse_merge(config.label_merge))
@@ -129,15 +129,15 @@ def fit(training_set: TrainingSet, split: Any, config: Any, progress: Callable[[
 
 def evaluate_held_out(trained: Any, training_set: TrainingSet, rows: np.ndarray) -> tuple[dict[str, Any], Any]:
     """Metrics (``evaluation.evaluate``, by corpus and gender) and predictions of the windows at ``rows``."""
-    from .crossval import evaluation_groups, predict_held_out
-    from .evaluation import evaluate
+    from ser_pipeline.runs.crossval import evaluation_groups, predict_held_out
+    from ser_pipeline.evaluation.metrics import evaluate
 
     held = predict_held_out(trained, training_set.data, rows, training_set.spec)
     return evaluate(held.y, held.proba, trained.labels.labels, evaluation_groups(held.utterances)), held
 
 
 def _record_in_warehouse(con: Any, version: str, meta: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
-    from . import warehouse
+    from ser_pipeline import warehouse
 
     warehouse.record_model_version(con, version, metrics={k: metrics.get(k) for k in ("uar", "accuracy", "ece", "n")},
                                    labels=list(meta["labels"]), feature_spec=meta["feature_spec_hash"])
@@ -147,7 +147,8 @@ def register(settings: Settings, trained: Any, metrics: Mapping[str, Any], promo
     """Save ``trained`` in the registry and record it in the warehouse; with
     ``promote_if_better``, promote it (both places) when its UAR beats the champion's on the
     same test speakers."""
-    from . import registry, warehouse
+    from ser_pipeline.training import registry
+    from ser_pipeline import warehouse
 
     version = registry.save_model(trained, dict(metrics), settings.registry_url, settings=settings)
     promoted, reason = (registry.promote_if_better(version, settings.registry_url, settings)
@@ -163,7 +164,8 @@ def promote(settings: Settings, version: str) -> None:
     """Make ``version`` the champion: the registry's pointer (what the nightly run labels
     with) and the warehouse's promotion (what the views report), recording the version in the
     warehouse first if it was trained elsewhere."""
-    from . import registry, warehouse
+    from ser_pipeline.training import registry
+    from ser_pipeline import warehouse
 
     trained_meta = registry.model_meta(version, settings.registry_url, settings)  # raises ModelNotFound
     registry.promote(version, settings.registry_url, settings)
@@ -186,7 +188,7 @@ def train_and_register(
     step: Step | None = None,
 ) -> TrainingRun:
     """Load, split, fit, evaluate on the test speakers, register (and maybe promote)."""
-    from .training import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig
 
     call = step or (lambda _name, fn: fn)
     config = config or TrainConfig()

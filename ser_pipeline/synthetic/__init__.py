@@ -12,7 +12,7 @@ separable by MFCC statistics but not trivially.
 
 Everything is deterministic from ``seed``: the same call writes byte-identical files.
 
-File names written by :func:`generate_corpus` (parsed by :func:`ser_pipeline.corpora.read_synth`)::
+File names written by :func:`generate_corpus` (parsed by :func:`ser_pipeline.training.corpora.read_synth`)::
 
     <url>/SYN_<speaker>_<gender>_<emotion>_<nn>.wav      e.g. SYN_s03_male_angry_04.wav
 
@@ -35,9 +35,9 @@ import soundfile as sf
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import butter, sosfilt
 
-from .corpora import CorpusItem, items_frame, parse_synth, synth_file_name
-from .labels import EMOTIONS, NEGATIVE_EMOTIONS
-from .storage import join, write_bytes_atomic
+from ser_pipeline.training.corpora import CorpusItem, items_frame, parse_synth, synth_file_name
+from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
+from ser_pipeline.storage import join, write_bytes_atomic
 
 __all__ = [
     "DEFAULT_SAMPLE_RATE",

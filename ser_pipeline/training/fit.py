@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from .labels import LabelSet
-from .model import INPUT_FAMILIES, build_model
-from .normalization import Normalizer, fit_normalizer
-from .splits import Split
+from ser_pipeline.labels import LabelSet
+from ser_pipeline.training.networks import INPUT_FAMILIES, build_model
+from ser_pipeline.training.normalization import Normalizer, fit_normalizer
+from ser_pipeline.training.splits import Split
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def train(
     """
     import keras
 
-    from .device import current_plan, dtype_policy
+    from ser_pipeline.device import current_plan, dtype_policy
 
     seed_everything(config.seed)
     x_all = model_inputs(features, config.input_kind)

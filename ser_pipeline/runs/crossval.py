@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dataset import LabelledSet
-from .splits import speaker_kfold
-from .training import TrainConfig, TrainedModel
+from ser_pipeline.training.dataset import LabelledSet
+from ser_pipeline.training.splits import speaker_kfold
+from ser_pipeline.training.fit import TrainConfig, TrainedModel
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class CrossValidation:
 
 def predict_held_out(trained: TrainedModel, data: LabelledSet, rows: np.ndarray, spec: Any) -> HeldOut:
     """Predict the windows at ``rows`` and average them per utterance."""
-    from .inference import predict_proba
+    from ser_pipeline.inference.predict import predict_proba
 
     windows = data.windows.iloc[rows].reset_index(drop=True)
     feats = {k: v[rows] for k, v in data.features.items()}
@@ -80,8 +80,8 @@ def cross_validate(
     of the non-held-out speakers (the test share is ignored: the fold decides the test
     speakers); None: ``retraining.SPLIT_FRACTIONS``. ``progress`` gets a line per fold (and the training's per-epoch lines).
     """
-    from .evaluation import evaluate
-    from .retraining import SPLIT_FRACTIONS, fit, make_split
+    from ser_pipeline.evaluation.metrics import evaluate
+    from ser_pipeline.runs.retrain import SPLIT_FRACTIONS, fit, make_split
 
     data = training_set.data
     utterances = data.utterances

@@ -8,15 +8,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import FeatureSpecMismatch
-from .labels import EMOTIONS
+from ser_pipeline.errors import FeatureSpecMismatch
+from ser_pipeline.labels import EMOTIONS
 
 
 def spec_of(trained: Any, settings: Any = None) -> Any:
     """The FeatureSpec ``trained`` was trained on: its stored spec, or for models saved
     before specs were stored, the configured sample rate's spec for its input kind."""
-    from .features import FeatureSpec
-    from .model import feature_spec_for
+    from ser_pipeline.features.spec import FeatureSpec
+    from ser_pipeline.training.networks import feature_spec_for
 
     if trained.feature_spec:
         return FeatureSpec.from_dict(dict(trained.feature_spec))
@@ -85,7 +85,7 @@ def predict_proba(
     GPU with free memory). With ``utterance_ids`` (length n_windows) the windows of each utterance are averaged
     and one row per utterance is returned, in order of first appearance.
     """
-    from .training import model_inputs
+    from ser_pipeline.training.fit import model_inputs
 
     given = _spec_hash(spec)
     if given != trained.feature_spec_hash:
@@ -99,7 +99,7 @@ def predict_proba(
         speakers = [None] * len(x)
     x = trained.normalizer.transform(x, list(speakers))
     if batch_size is None:
-        from .device import current_plan
+        from ser_pipeline.device import current_plan
 
         batch_size = current_plan().predict_batch_size
     proba = predict_batches(trained.model, np.asarray(x[..., None], dtype=np.float32), batch_size)

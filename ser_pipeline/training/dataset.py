@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .settings import Settings, get_settings
-from .splits import Split
+from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.training.splits import Split
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ def load_labelled(
     progress: bool = True,
 ) -> LabelledSet:
     """Read ``{corpus name: url}``, featurise into the store, and return the aligned windows."""
-    from .corpora import SkippedFile, read_corpus
-    from .extraction import featurize
-    from .feature_store import read_features
+    from ser_pipeline.training.corpora import SkippedFile, read_corpus
+    from ser_pipeline.features.extraction import featurize
+    from ser_pipeline.features.store import read_features
 
     settings = settings or get_settings()
     store_url = store_url or settings.feature_store_url
@@ -95,7 +95,7 @@ def load_clips(paths: Sequence[str], sample_rate: int, cache: dict[str, np.ndarr
                settings: Settings | None = None) -> list[np.ndarray]:
     """The decoded samples (float32 ``(n,)``) of ``paths``; ``cache`` (path -> samples) keeps
     them between calls (cross-validation corrupts the same clips in every fold)."""
-    from .audio import load_audio
+    from ser_pipeline.audio.decode import load_audio
 
     cache = {} if cache is None else cache
     out = []
@@ -123,8 +123,9 @@ def corrupted_copies(
     Call it with training rows only, after the split: the babble is made of the same rows'
     audio, so nothing of a validation or test speaker reaches training. Every copy is drawn
     afresh from ``seed`` and the utterance id, so a re-run gives the same copies."""
-    from .conditions import condition_rng, corrupt_for_training
-    from .features import clip_windows, extract_features
+    from ser_pipeline.audio.conditions import condition_rng, corrupt_for_training
+    from ser_pipeline.features.spec import clip_windows
+    from ser_pipeline.features.frames import extract_features
 
     utterances = data.windows.iloc[np.asarray(rows)].drop_duplicates("utterance_id").reset_index(drop=True)
     if copies <= 0 or utterances.empty:

@@ -1,12 +1,12 @@
 """Featurise many audio files in parallel processes into the feature store.
 
-:func:`featurize` takes corpus items (anything with the :class:`~ser_pipeline.corpora.CorpusItem`
+:func:`featurize` takes corpus items (anything with the :class:`~ser_pipeline.training.corpora.CorpusItem`
 attributes) or plain audio URLs. Files go to worker processes in chunks (one task per chunk
 amortises the inter-process overhead); a worker reads each file once, hashes its bytes, skips
 it when that content is already stored for the spec, otherwise decodes it
-(:func:`~ser_pipeline.audio.load_audio`), cuts it into windows (:func:`~ser_pipeline.features.clip_windows`)
+(:func:`~ser_pipeline.audio.decode.load_audio`), cuts it into windows (:func:`~ser_pipeline.features.frames.clip_windows`)
 and featurises the chunk's windows in one batched call. The parent writes results in batches
-of about ``flush_rows`` windows per source (:func:`~ser_pipeline.feature_store.write_features`).
+of about ``flush_rows`` windows per source (:func:`~ser_pipeline.features.store.write_features`).
 
 A file that cannot be decoded is recorded with its reason and the rest go on; re-running is
 safe and writes nothing for what is already stored.
@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from fsspec.core import strip_protocol
 
-from .errors import AudioDecodeError
-from .features import FeatureSpec, clip_windows, extract_features
-from .settings import Settings, get_settings
+from ser_pipeline.errors import AudioDecodeError
+from ser_pipeline.features.spec import FeatureSpec, clip_windows
+from ser_pipeline.features.frames import extract_features
+from ser_pipeline.settings import Settings, get_settings
 
 PLAIN_SOURCE = "plain"
 
@@ -113,8 +114,8 @@ def _featurize_chunk(
     records: Sequence[dict[str, Any]], spec: FeatureSpec, skip: frozenset[str] | None = None, settings: Settings | None = None
 ) -> list[dict[str, Any]]:
     """Featurise a chunk of files; one result dict per file (``status`` ok, skipped or failed)."""
-    from .audio import load_audio
-    from .storage import content_hash, read_bytes
+    from ser_pipeline.audio.decode import load_audio
+    from ser_pipeline.storage import content_hash, read_bytes
 
     skip = _SKIP if skip is None else skip
     settings = settings or _SETTINGS
@@ -175,7 +176,7 @@ class _Writer:
     def flush(self, source: str) -> None:
         import pandas as pd
 
-        from .feature_store import write_features
+        from ser_pipeline.features.store import write_features
 
         results = self.pending.pop(source, [])
         self.pending_rows.pop(source, None)
@@ -220,7 +221,7 @@ def featurize(
     """
     from tqdm.auto import tqdm
 
-    from .feature_store import stored_hashes
+    from ser_pipeline.features.store import stored_hashes
 
     started = time.perf_counter()
     settings = settings or get_settings()

@@ -1,26 +1,7 @@
-"""Audio features for the emotion model: MFCC, chroma, mel spectrogram (dB), spectral contrast.
+"""The frame features of a batch of clips: MFCC, chroma, mel spectrogram (dB), spectral contrast.
 
-What the features are is fixed by one frozen :class:`FeatureSpec`; its :attr:`FeatureSpec.hash`
-versions every stored feature row, so a model never runs on features made another way.
-
-Default recipe (the seed's): 22 050 Hz mono, STFT with a 2048-sample Hann window, hop 512,
-centred frames with zero padding (librosa's ``center=True, pad_mode="constant"``); each clip
-is exactly 173 frames (``n_samples = 172 * 512 = 88 064`` samples, ~3.99 s). Families and
-rows per frame: 40 MFCC, 12 chroma (tuning fixed at 0), a 128-band Slaney mel spectrogram in
-dB (``power_to_db``, ref 1.0, top_db 80, per clip) and 7 spectral-contrast rows (6 octave
-bands above 200 Hz plus the band below).
-
-Clip length policy
-------------------
-* A clip of at most ``n_samples`` samples is **zero-padded at the end** to ``n_samples``
-  (``pad="end"``; the speech keeps its onset at frame 0, the padding reads as silence).
-* A longer clip is cut into **overlapping windows** of ``n_samples``: starts every
-  ``window_hop_frames * hop_length`` samples (86 frames, ~2 s, i.e. 50 % overlap), plus one
-  window aligned to the clip's end when the regular grid leaves a tail uncovered, so no audio
-  is dropped. When that gives more than ``max_windows`` windows, ``max_windows`` starts are
-  spread evenly from the first to the last possible start (the whole utterance stays covered,
-  with less overlap). Training treats every window as an example; inference averages the
-  class probabilities of an utterance's windows.
+What they are is fixed by a :class:`~ser_pipeline.features.spec.FeatureSpec` (see there for the
+families, the rows of each and the clip length policy).
 
 Speed
 -----
@@ -37,166 +18,13 @@ against.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 
-FAMILIES: tuple[str, ...] = ("mfcc", "chroma", "mel", "contrast")
-FUNCTIONALS = "functionals"  # the one family of a spec with ``output="functionals"``
-
-# Fields added after version 1; left out of the hash at their defaults, so features stored
-# under a version-1 spec keep their hash and stay readable.
-_LATER_FIELDS = {"output": "frames", "pitch_fmin": 70.0, "pitch_fmax": 450.0, "speech_gate_db": 35.0}
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """Everything that decides the feature values; hashed into :attr:`hash`."""
-
-    sample_rate: int = 22_050
-    n_fft: int = 2048
-    hop_length: int = 512
-    window: str = "hann"
-    center: bool = True
-    stft_pad_mode: str = "constant"
-    n_frames: int = 173
-    n_mfcc: int = 40
-    n_chroma: int = 12
-    chroma_tuning: float = 0.0
-    n_mels: int = 128
-    mel_fmin: float = 0.0
-    mel_fmax: float | None = None  # None: Nyquist
-    top_db: float = 80.0  # dB floor below each clip's peak (mel, MFCC, contrast); librosa's MFCC fixes 80
-    n_bands: int = 6
-    contrast_fmin: float = 200.0
-    contrast_quantile: float = 0.02
-    pad: Literal["end"] = "end"  # short clips: zeros appended after the audio
-    window_hop_frames: int = 86  # long clips: window starts this many frames apart
-    max_windows: int = 8  # long clips: at most this many windows per utterance
-    version: int = 1  # bump when the computation changes without a parameter changing
-    output: Literal["frames", "functionals"] = "frames"  # frame matrices, or statistics over speech frames
-    pitch_fmin: float = 70.0  # F0 search range (Hz) of the functionals' pitch track
-    pitch_fmax: float = 450.0
-    speech_gate_db: float = 35.0  # speech frames: within this many dB of the window's loudest frame
-
-    def __post_init__(self) -> None:
-        if not self.center:
-            raise ValueError("only centred frames (center=True) are implemented: n_frames = 1 + n_samples // hop")
-        if self.pad != "end":
-            raise ValueError(f"unsupported pad policy {self.pad!r}; only 'end' is implemented")
-        if self.n_frames < 1 or self.window_hop_frames < 1 or self.max_windows < 1:
-            raise ValueError("n_frames, window_hop_frames and max_windows must be positive")
-        if self.contrast_fmin * 2.0 ** (self.n_bands - 1) >= self.sample_rate / 2:
-            raise ValueError("contrast bands exceed Nyquist: reduce contrast_fmin or n_bands")
-        if self.output not in ("frames", "functionals"):
-            raise ValueError(f"unknown output {self.output!r}; choose 'frames' or 'functionals'")
-        if not 0 < self.pitch_fmin < self.pitch_fmax or self.sample_rate / self.pitch_fmin >= self.n_fft // 2:
-            raise ValueError("pitch range must satisfy 0 < pitch_fmin < pitch_fmax and sample_rate / pitch_fmin < n_fft / 2")
-
-    @classmethod
-    def from_settings(cls, settings=None, **changes) -> "FeatureSpec":
-        """The spec at the configured sample rate (``SER_SAMPLE_RATE``), with ``changes`` applied."""
-        from .settings import get_settings
-
-        settings = settings or get_settings()
-        return cls(**{"sample_rate": settings.sample_rate, **changes})
-
-    @property
-    def n_samples(self) -> int:
-        """Samples per window: the shortest length that gives ``n_frames`` centred frames."""
-        return (self.n_frames - 1) * self.hop_length
-
-    @property
-    def window_hop_samples(self) -> int:
-        return self.window_hop_frames * self.hop_length
-
-    @property
-    def frame_families(self) -> dict[str, int]:
-        """Rows per frame of the frame-level families every spec computes first."""
-        return {"mfcc": self.n_mfcc, "chroma": self.n_chroma, "mel": self.n_mels, "contrast": self.n_bands + 1}
-
-    @property
-    def families(self) -> dict[str, int]:
-        """Rows of every stored feature family, in storage order."""
-        if self.output == "functionals":
-            from .functionals import functional_names
-
-            return {FUNCTIONALS: len(functional_names(self))}
-        return self.frame_families
-
-    @property
-    def frames(self) -> int:
-        """Columns of every stored family: ``n_frames``, or 1 for functionals."""
-        return 1 if self.output == "functionals" else self.n_frames
-
-    @property
-    def shapes(self) -> dict[str, tuple[int, int]]:
-        """``{family: (rows, columns)}`` of every stored family."""
-        return {name: (rows, self.frames) for name, rows in self.families.items()}
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        for name, default in _LATER_FIELDS.items():
-            if data[name] == default:
-                del data[name]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSpec":
-        return cls(**data)
-
-    @property
-    def hash(self) -> str:
-        """16 hex digits of sha256 over the canonical JSON of every field."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-# --- clip length policy -----------------------------------------------------------------------
-
-
-def window_starts(n: int, spec: FeatureSpec) -> list[int]:
-    """Start samples of the windows :func:`clip_windows` cuts from a clip of ``n`` samples."""
-    size = spec.n_samples
-    if n <= size:
-        return [0]
-    last = n - size
-    starts = list(range(0, last + 1, spec.window_hop_samples))
-    if starts[-1] != last:
-        starts.append(last)
-    if len(starts) > spec.max_windows:
-        starts = sorted({int(round(s)) for s in np.linspace(0, last, spec.max_windows)})
-    return starts
-
-
-def fix_length(y: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """``y`` as float32 of exactly ``n_samples``: zero-padded at the end or cut at the end."""
-    y = np.asarray(y, dtype=np.float32)
-    size = spec.n_samples
-    if len(y) >= size:
-        return y[:size]
-    out = np.zeros(size, dtype=np.float32)
-    out[: len(y)] = y
-    return out
-
-
-def clip_windows(y: np.ndarray, spec: FeatureSpec) -> list[np.ndarray]:
-    """The fixed-length windows of one mono clip ``(n,)``, each float32 ``(n_samples,)``.
-
-    One zero-padded window for a short clip, overlapping windows for a long one (see the
-    module docstring for the policy).
-    """
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1:
-        raise ValueError(f"clip_windows expects a mono clip of shape (n,), got {y.shape}")
-    if len(y) == 0:
-        raise ValueError("clip_windows got an empty clip")
-    return [fix_length(y[s : s + spec.n_samples], spec) for s in window_starts(len(y), spec)]
+from ser_pipeline.features.spec import FAMILIES, FUNCTIONALS, FeatureSpec, fix_length
 
 
 # --- cached filter banks ----------------------------------------------------------------------
@@ -337,7 +165,7 @@ def _extract_batch(batch: np.ndarray, spec: FeatureSpec, banks: _Banks, frames_b
     power = _stft_power(batch, spec, banks.window, frames_buf, active)  # (b, t, f)
     frames = _frame_families(power, spec, banks, active)
     if spec.output == "functionals":
-        from .functionals import summarise
+        from ser_pipeline.features.functionals import summarise
 
         return {FUNCTIONALS: summarise(frames, power, spec, active)}
     return frames

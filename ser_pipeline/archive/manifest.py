@@ -15,7 +15,7 @@ participant id), else the session has no turns and the pipeline segments its aud
 A manifest needs only ``session_id, survey_id, audio_file, recorded_at, participants``;
 ``moderator``, ``market``, ``location`` and ``metadata`` are optional (absent or blank: None,
 and ``{}`` for metadata). ``ser manifest init`` writes a skeleton from the recordings of a
-folder (:mod:`ser_pipeline.manifest_skeleton`).
+folder (:mod:`ser_pipeline.archive.skeleton`).
 
 Every problem raises :class:`~ser_pipeline.errors.ManifestError` naming the file and the
 cause: missing columns, duplicate ids, timestamps without a UTC offset, unknown
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import ManifestError
-from .settings import Settings
-from .storage import AUDIO_EXTENSIONS, filesystem, join, to_url
+from ser_pipeline.errors import ManifestError
+from ser_pipeline.settings import Settings
+from ser_pipeline.storage import AUDIO_EXTENSIONS, filesystem, join, to_url
 
 # The contract of docs/WAREHOUSE.md and expectations/manifest.json (tests check all three agree):
 # a manifest needs only the required columns; the optional ones may be absent or blank.

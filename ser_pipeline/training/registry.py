@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import SerError
-from .labels import LabelSet
-from .normalization import Normalizer
-from .settings import Settings, get_settings
-from .storage import filesystem, join, read_bytes, write_bytes_atomic
+from ser_pipeline.errors import SerError
+from ser_pipeline.labels import LabelSet
+from ser_pipeline.training.normalization import Normalizer
+from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.storage import filesystem, join, read_bytes, write_bytes_atomic
 
 CHAMPION = "champion"
 
@@ -180,8 +180,8 @@ def load_model(registry_url: str | None = None, which: str = CHAMPION, settings:
     """The TrainedModel stored as ``which`` (a version, or ``"champion"``)."""
     import keras
 
-    from .model import custom_objects
-    from .training import TrainConfig, TrainedModel
+    from ser_pipeline.training.networks import custom_objects
+    from ser_pipeline.training.fit import TrainConfig, TrainedModel
 
     settings = settings or get_settings()
     root = _url(settings, registry_url)

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .corpora import CorpusItem
-from .labels import EMOTIONS
-from .settings import Settings, get_settings, override
-from .storage import join, write_bytes_atomic
-from .synth import _csv_bytes, _encode, _room_tone
+from ser_pipeline.training.corpora import CorpusItem
+from ser_pipeline.labels import EMOTIONS
+from ser_pipeline.settings import Settings, get_settings, override
+from ser_pipeline.storage import join, write_bytes_atomic
+from ser_pipeline.synthetic import _csv_bytes, _encode, _room_tone
 
 __all__ = ["SESSION_TRUTH_COLUMNS", "SessionArchive", "assemble_session_archive", "evaluate_sessions", "score_warehouse"]
 
@@ -62,7 +62,7 @@ def _deal_sessions(clips: Sequence[CorpusItem], speakers_per_session: int, utter
     """Clip indices per session, in speaking order. Every clip is placed once: each speaker's
     clips in emotion runs, the speakers with most clips left speak next, and within a session
     turns alternate at random between its speakers (nobody follows themselves when avoidable)."""
-    from .context import assemble_sessions
+    from ser_pipeline.inference.context import assemble_sessions
 
     order, chains = assemble_sessions([c.emotion for c in clips], [c.speaker for c in clips],
                                       mean_run=mean_run, session_length=max(1, len(clips)), seed=seed)
@@ -89,7 +89,7 @@ def _deal_sessions(clips: Sequence[CorpusItem], speakers_per_session: int, utter
 def _outsiders(clips: Sequence[CorpusItem], i: int, sample_rate: int, settings: Settings) -> list[np.ndarray]:
     """Babble for a session where ``clips[i]``'s speaker talks alone: the first clip of up to
     six other speakers of ``clips`` (empty when there is nobody else)."""
-    from .audio import load_audio
+    from ser_pipeline.audio.decode import load_audio
 
     firsts = {c.speaker: c for c in reversed(clips) if c.speaker != clips[i].speaker}
     pool = [firsts[s] for s in sorted(firsts)[:6]]
@@ -125,8 +125,8 @@ def assemble_session_archive(
     ``"csv"`` (``<session>.turns.csv``), one turn per clip. Audio and sidecars are written
     first, ``manifest.csv`` last, each atomically (``storage``: ``file://`` and ``s3://``).
     """
-    from . import conditions
-    from .audio import load_audio
+    from ser_pipeline.audio import conditions
+    from ser_pipeline.audio.decode import load_audio
 
     if turns not in _TURNS:
         raise ValueError(f"turns must be one of {_TURNS}, not {turns!r}")
@@ -238,7 +238,7 @@ def score_warehouse(warehouse_path: str | Path, truth: pd.DataFrame, model_versi
     (overlapping no clip), ``labels`` (the emotions UAR averages over: those of the scored
     clips) and ``model_version``.
     """
-    from .warehouse import run_query
+    from ser_pipeline.warehouse import run_query
 
     truth = truth.reset_index(drop=True)
     sessions = sorted(truth["session_id"].astype(str).unique())
@@ -303,7 +303,7 @@ def evaluate_sessions(
     ``elapsed_s`` (the whole call), ``stage_seconds`` (the nightly run's), ``archive_url``,
     ``warehouse_path`` and ``run`` (the nightly report's summary).
     """
-    from .nightly import run_nightly
+    from ser_pipeline.runs.nightly import run_nightly
 
     clock = _time.perf_counter()
     root = Path(workdir).resolve()
