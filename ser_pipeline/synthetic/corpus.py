@@ -1,0 +1,54 @@
+"""A labelled training corpus: one clip per speaker, emotion and take, named as
+:func:`ser_pipeline.training.corpora.read_synth` parses (``SYN_<speaker>_<gender>_<emotion>_<nn>.wav``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ser_pipeline.labels import EMOTIONS
+from ser_pipeline.storage import join, write_bytes_atomic
+from ser_pipeline.synthetic.encoding import _encode
+from ser_pipeline.synthetic.speech import synthesize_utterance
+from ser_pipeline.synthetic.voices import DEFAULT_SAMPLE_RATE, PROSODY, make_voice
+from ser_pipeline.training.corpora import CorpusItem, items_frame, parse_synth, synth_file_name
+
+
+def generate_corpus(
+    url: str,
+    n_speakers: int = 8,
+    utterances_per_emotion: int = 6,
+    seed: int = 0,
+    emotions: Sequence[str] = EMOTIONS,
+    duration_s: tuple[float, float] = (1.5, 3.5),
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Write a labelled training corpus under ``url``; return its :func:`corpora.items_frame`.
+
+    ``progress(done, total)`` is called after each file (the CLI hangs a progress bar on it).
+
+    Speakers ``s01``..``sNN`` alternate male (odd) and female (even). Each file is drawn
+    from its own random stream, so a file's content depends only on the seed and its name.
+    """
+    unknown = set(emotions) - set(PROSODY)
+    if unknown:
+        raise ValueError(f"unknown emotions {sorted(unknown)}; known: {EMOTIONS}")
+    items: list[CorpusItem] = []
+    for s in range(1, n_speakers + 1):
+        speaker, gender = f"s{s:02d}", ("male" if s % 2 else "female")
+        voice = make_voice(speaker, gender, np.random.default_rng([seed, 1, s]))
+        for emotion in emotions:
+            for k in range(1, utterances_per_emotion + 1):
+                rng = np.random.default_rng([seed, 2, s, EMOTIONS.index(emotion), k])
+                samples = synthesize_utterance(emotion, voice, rng.uniform(*duration_s), rng, sample_rate)
+                name = synth_file_name(speaker, gender, emotion, k)
+                path = join(url, name)
+                write_bytes_atomic(path, _encode(samples, sample_rate, "wav"))
+                if progress is not None:
+                    progress(len(items) + 1, n_speakers * len(emotions) * utterances_per_emotion)
+                items.append(parse_synth(path))
+    return items_frame(items)
