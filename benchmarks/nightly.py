@@ -136,9 +136,13 @@ def family_costs(archive_url: str, spec, n_windows: int = 256) -> dict[str, floa
 
 
 def timed_steps(seconds: dict[str, float]):
-    """A ``step(name, fn)`` hook for ``run_nightly`` adding each step's wall time to ``seconds``."""
+    """A ``step(fn)`` hook for ``run_nightly`` adding each step's wall time to ``seconds``
+    (keyed by ``step_name``)."""
+    from ser_pipeline.runs.steps import step_name
 
-    def step(name, fn):
+    def step(fn):
+        name = step_name(fn)
+
         def run(*args, **kwargs):
             start = time.perf_counter()
             try:

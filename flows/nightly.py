@@ -18,47 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from ser_pipeline.runs import nightly
 from ser_pipeline.errors import NightlyRunFailed
 from ser_pipeline.settings import Settings, get_settings
 
-from flows.task_options import READS_STORE, WRITES_WAREHOUSE
-
-_WRITES = {"start-run", "load-surveys", "load", "record-quarantine", "record-warnings", "record-validations", "finish"}
-_READS_STORE = {"discover", "plan", "label-batch", "load-model"}
-
-_STEPS = {
-    "start-run": nightly.start_run,
-    "discover": nightly.discover,
-    "load-surveys": nightly.load_surveys,
-    "load-model": nightly.load_trained_model,
-    "plan": nightly.plan,
-    "label-batch": nightly.label_batch,
-    "load": nightly.load_batch,
-    "record-quarantine": nightly.record_quarantine,
-    "record-warnings": nightly.record_warnings,
-    "record-validations": nightly.record_validations,
-    "finish": nightly.finish,
-}
-
-
-def _as_task(name: str, fn: Any) -> Any:
-    # Inputs are settings, models and arrays: nothing worth caching or hashing.
-    options: dict[str, Any] = {"name": name, "cache_policy": NO_CACHE}
-    if name in _WRITES:
-        options.update(WRITES_WAREHOUSE)
-    if name in _READS_STORE:
-        options.update(READS_STORE)
-    return task(fn, **options)
-
-
-TASKS = {name: _as_task(name, fn) for name, fn in _STEPS.items()}
-
+from flows.task_options import as_task
 
 def task_runner(settings: Settings | None = None) -> Any:
     """The nightly flow's task runner: Dask, on the cluster at ``settings.dask_address`` when
@@ -81,7 +49,7 @@ def label_on_runner(settings: Settings, batches: Any, model: Any) -> Any:
     as it completes (the flow loads it while the other batches are still being labelled)."""
     from prefect.futures import as_completed
 
-    futures = [TASKS["label-batch"].submit(settings, batch, model) for batch in batches]
+    futures = [as_task(nightly.label_batch).submit(settings, batch, model) for batch in batches]
     for future in as_completed(futures):
         yield future.result()
 
@@ -98,7 +66,7 @@ def label_new_audio(
     report = nightly.run_nightly(
         archive_url, warehouse, model, batch_size,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
-        step=lambda name, fn: TASKS[name],
+        step=as_task,
         label_batches=label_on_runner,
     )
     create_markdown_artifact(

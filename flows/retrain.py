@@ -10,30 +10,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from ser_pipeline.runs import retrain as retraining
 from ser_pipeline.settings import get_settings
 from ser_pipeline.training.fit import TrainConfig
 
-from flows.task_options import READS_STORE, WRITES_WAREHOUSE
-
-# Task options per library step; every step not named here runs with the defaults.
-_OPTIONS: dict[Any, dict[str, Any]] = {
-    retraining.load_training_set: READS_STORE,
-    retraining.register: WRITES_WAREHOUSE,  # records the model version in DuckDB
-}
-_TASKS: dict[Any, Any] = {}
-
-
-def as_task(name: str, fn: Any) -> Any:
-    """The Prefect task wrapping the library function ``fn`` itself (made once)."""
-    if fn not in _TASKS:
-        _TASKS[fn] = task(fn, name=name, cache_policy=NO_CACHE, **_OPTIONS.get(fn, {}))
-    return _TASKS[fn]
-
+from flows.task_options import as_task
 
 _DEFAULTS = TrainConfig()
 

@@ -26,10 +26,13 @@ def register(app: typer.Typer) -> None:
         from tqdm import tqdm
 
         from ser_pipeline.runs.nightly import render_markdown, run_nightly
+        from ser_pipeline.runs.steps import step_name
 
         bar = tqdm(unit="step", leave=False, desc="label")
 
-        def step(name, fn):
+        def step(fn):
+            name = step_name(fn)
+
             def run(*args, **kwargs):
                 bar.set_description(name)
                 result = fn(*args, **kwargs)

@@ -15,7 +15,7 @@ model is trained, described and promoted the same way wherever it comes from:
 - :func:`promote`: make a version champion in the registry *and* the warehouse, so the
   nightly run and the analysts' views always agree on the model.
 
-:func:`train_and_register` runs them in order (``step(name, fn)`` may wrap each one).
+:func:`train_and_register` runs them in order (``step(fn)`` may wrap each one).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from ser_pipeline.runs.steps import Step, run_as_is
 from ser_pipeline.settings import Settings
 
-Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
 
 
 @dataclass(frozen=True)
@@ -185,18 +185,17 @@ def train_and_register(
     test_speakers: Sequence[str] | None = None,
     promote_if_better: bool = True,
     progress: Callable[[str], None] | None = None,
-    step: Step | None = None,
+    step: Step = run_as_is,
 ) -> TrainingRun:
     """Load, split, fit, evaluate on the test speakers, register (and maybe promote)."""
     from ser_pipeline.training.fit import TrainConfig
 
-    call = step or (lambda _name, fn: fn)
     config = config or TrainConfig()
-    training_set = call("training-set", load_training_set)(settings, dict(corpus_urls), config)
-    split_w = call("split", make_split)(training_set, split, config.seed, test_speakers)
-    trained = call("train", fit)(training_set, split_w, config, progress, None, settings)
-    metrics, held = call("evaluate", evaluate_held_out)(trained, training_set, split_w.test)
-    registration = call("register", register)(settings, trained, metrics, promote_if_better)
+    training_set = step(load_training_set)(settings, dict(corpus_urls), config)
+    split_w = step(make_split)(training_set, split, config.seed, test_speakers)
+    trained = step(fit)(training_set, split_w, config, progress, None, settings)
+    metrics, held = step(evaluate_held_out)(trained, training_set, split_w.test)
+    registration = step(register)(settings, trained, metrics, promote_if_better)
     return TrainingRun(training_set, split_w, replace(trained, version=registration.version), metrics, held, registration)
 
 

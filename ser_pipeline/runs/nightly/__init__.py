@@ -53,6 +53,6 @@ __getattr__, __dir__, __all__ = lazy.attach(
         'labelling': ['load_trained_model', 'predict_batch', 'apply_context', 'validate_batch_predictions', 'model_for', 'label_batch', 'label_features', 'LabelBatches', 'label_in_order'],
         'warehouse_steps': ['FLOW_NAME', 'start_run', 'record_quarantine', 'record_warnings', 'record_validations', 'load_surveys', 'load_batch', 'finish'],
         'report': ['render_markdown'],
-        'run': ['Step', 'run_settings', 'add_labelled', 'add_load', 'run_nightly', 'apply_plan'],
+        'run': ['run_settings', 'run_nightly'],
     },
 )

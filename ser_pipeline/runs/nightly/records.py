@@ -172,6 +172,42 @@ class NightlyReport:
     def add_time(self, stage: str, seconds: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + float(seconds)
 
+    def add_discovery(self, found: Discovery) -> None:
+        """Count what step 1 found: surveys, set-aside inputs, the manifest suites' results."""
+        self.add_time("discover", found.elapsed_s)
+        self.quarantined.extend(found.quarantined)
+        self.validations.extend(found.validations)
+        self.surveys = len(found.surveys)
+
+    def add_plan(self, planned: Plan) -> None:
+        """Count what step 3 planned: recordings seen and skipped, utterances, batches."""
+        self.add_time("hash + segment", planned.elapsed_s)
+        self.sessions = planned.recordings_seen
+        self.recordings_seen = planned.recordings_seen
+        self.recordings_skipped = planned.recordings_skipped
+        self.utterances_total = planned.utterances_total
+        self.utterances_pending = planned.utterances_pending
+        self.batches = len(planned.batches)
+        self.quarantined.extend(planned.quarantined)
+        self.warnings.extend(planned.warnings)
+
+    def add_labelled(self, labelled: LabelledBatch) -> None:
+        """Count a labelled batch's timings, set-aside inputs and suite results."""
+        for stage, seconds in labelled.timings.items():
+            self.add_time(stage, seconds)
+        self.quarantined.extend(labelled.quarantined)
+        self.validations.extend(labelled.validations)
+        if not labelled.loadable:
+            self.batches_failed += 1
+
+    def add_load(self, loaded: BatchLoad, labelled: LabelledBatch) -> None:
+        """Count a batch's load: rows inserted, the emotion mix of its new predictions."""
+        self.add_time("load", loaded.elapsed_s)
+        self.utterances_loaded += loaded.utterances_inserted
+        self.predictions_loaded += loaded.predictions_inserted
+        if loaded.predictions_inserted and labelled.predictions is not None:
+            self.emotion_counts.update(labelled.predictions.frame["label"])
+
     def summary(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,

@@ -5,21 +5,17 @@ task runner."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from ser_pipeline.errors import SerError
 from ser_pipeline.runs.nightly.discovery import discover
 from ser_pipeline.runs.nightly.labelling import LabelBatches, label_in_order, load_trained_model
 from ser_pipeline.runs.nightly.planning import plan
-from ser_pipeline.runs.nightly.records import LabelledBatch, BatchLoad, NightlyReport, Plan, Stopwatch
+from ser_pipeline.runs.nightly.records import NightlyReport, Stopwatch
 from ser_pipeline.runs.nightly.warehouse_steps import (
     finish, load_batch, load_surveys, record_quarantine, record_validations, record_warnings, start_run,
 )
+from ser_pipeline.runs.steps import Step, run_as_is
 from ser_pipeline.settings import Settings, get_settings, override
 
-# step(name, fn) -> the callable to run for that step (identity by default; a Prefect task in flows/).
-Step = Callable[[str, Callable[..., Any]], Callable[..., Any]]
 
 
 def run_settings(
@@ -35,24 +31,6 @@ def run_settings(
                     warehouse_path=Path(warehouse) if warehouse else None, batch_size=batch_size)
 
 
-def add_labelled(report: NightlyReport, labelled: LabelledBatch) -> None:
-    """Count a labelled batch's timings, set-aside inputs and suite results into ``report``."""
-    for stage, seconds in labelled.timings.items():
-        report.add_time(stage, seconds)
-    report.quarantined.extend(labelled.quarantined)
-    report.validations.extend(labelled.validations)
-    if not labelled.loadable:
-        report.batches_failed += 1
-
-
-def add_load(report: NightlyReport, loaded: BatchLoad, labelled: LabelledBatch) -> None:
-    report.add_time("load", loaded.elapsed_s)
-    report.utterances_loaded += loaded.utterances_inserted
-    report.predictions_loaded += loaded.predictions_inserted
-    if loaded.predictions_inserted and labelled.predictions is not None:
-        report.emotion_counts.update(labelled.predictions.frame["label"])
-
-
 def run_nightly(
     archive_url: str | None = None,
     warehouse: str | None = None,
@@ -62,66 +40,51 @@ def run_nightly(
     settings: Settings | None = None,
     run_id: str | None = None,
     flow_run_id: str | None = None,
-    step: Step | None = None,
+    step: Step = run_as_is,
     label_batches: LabelBatches | None = None,
 ) -> NightlyReport:
     """Label every new utterance of the archive and load the warehouse (see module docstring).
 
     Returns the report; ``report.failed`` is True when a validation suite failed (that batch
-    was not loaded) or the run stopped on an error. ``step(name, fn)`` may wrap each step
-    (``flows/nightly.py`` passes one that returns the step's Prefect task).
+    was not loaded) or the run stopped on an error. ``step(fn)`` may wrap each step
+    (``flows/nightly.py`` passes one that returns the function's Prefect task).
     ``label_batches`` labels the planned batches (default :func:`label_in_order`, here, one
     after the other); the flow passes one that submits :func:`label_batch` per batch to its
     task runner (threads, or a Dask cluster) and yields results as they complete. Loading
     stays here, one batch at a time.
     """
-    call = step or (lambda _name, fn: fn)
     settings = run_settings(archive_url, warehouse, batch_size, settings)
-    started = call("start-run", start_run)(settings, flow_run_id=flow_run_id, run_id=run_id)
+    started = step(start_run)(settings, flow_run_id=flow_run_id, run_id=run_id)
     report = NightlyReport(run_id=started.run_id, abandoned_runs=list(started.recovery.abandoned_runs),
                            temp_files_removed=len(started.recovery.temp_files_removed))
     try:
-        found = call("discover", discover)(settings)
-        report.add_time("discover", found.elapsed_s)
-        report.quarantined.extend(found.quarantined)
-        report.validations.extend(found.validations)
-        report.surveys = len(found.surveys)
+        found = step(discover)(settings)
+        report.add_discovery(found)
         clock = Stopwatch()
-        call("load-surveys", load_surveys)(settings, found.surveys)
+        step(load_surveys)(settings, found.surveys)
         report.add_time("load", clock.elapsed)
         clock = Stopwatch()
-        trained = call("load-model", load_trained_model)(settings, model)
+        trained = step(load_trained_model)(settings, model)
         report.model_version = str(trained.version)
         report.add_time("load model", clock.elapsed)
-        planned = call("plan", plan)(settings, found.surveys, report.model_version)
-        apply_plan(report, planned)
+        planned = step(plan)(settings, found.surveys, report.model_version)
+        report.add_plan(planned)
         # In this process the loaded model is handed over; a task runner gets its version.
         model_ref = trained if label_batches is None else report.model_version
         for labelled in (label_batches or label_in_order)(settings, planned.batches, model_ref):
-            add_labelled(report, labelled)
+            report.add_labelled(labelled)
             if labelled.loadable:
-                loaded = call("load", load_batch)(settings, labelled.batch, labelled.predictions, report.run_id)
-                add_load(report, loaded, labelled)
+                loaded = step(load_batch)(settings, labelled.batch, labelled.predictions, report.run_id)
+                report.add_load(loaded, labelled)
     except SerError as exc:  # expected failures (no champion, warehouse busy, spec mismatch): recorded, run fails
         report.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a bug: recorded as a failed run, then raised
         report.error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        call("record-quarantine", record_quarantine)(settings, report.quarantined, report.run_id)
-        call("record-warnings", record_warnings)(settings, report.warnings, report.run_id)
-        call("record-validations", record_validations)(settings, report.validations, report.run_id)
-        call("finish", finish)(settings, report)
+        step(record_quarantine)(settings, report.quarantined, report.run_id)
+        step(record_warnings)(settings, report.warnings, report.run_id)
+        step(record_validations)(settings, report.validations, report.run_id)
+        step(finish)(settings, report)
     return report
 
-
-def apply_plan(report: NightlyReport, planned: Plan) -> None:
-    report.add_time("hash + segment", planned.elapsed_s)
-    report.sessions = planned.recordings_seen
-    report.recordings_seen = planned.recordings_seen
-    report.recordings_skipped = planned.recordings_skipped
-    report.utterances_total = planned.utterances_total
-    report.utterances_pending = planned.utterances_pending
-    report.batches = len(planned.batches)
-    report.quarantined.extend(planned.quarantined)
-    report.warnings.extend(planned.warnings)
