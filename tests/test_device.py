@@ -58,21 +58,69 @@ def test_the_smallest_free_memory_decides_and_unknown_memory_keeps_defaults():
     assert "unknown" in unknown.reason
 
 
-def test_on_this_machine_the_backend_reports_no_gpu_and_the_policy_is_restored():
+def _gpus_the_backend_lists(backend: str) -> list[tuple[str, tuple[int, int] | None]]:
+    """(name, compute capability) of every GPU, asked of the Keras backend's own library."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        listed = []
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            cc = details.get("compute_capability")
+            listed.append((details.get("device_name", gpu.name), tuple(cc) if cc else None))
+        return listed
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        return [(torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))
+                for i in range(torch.cuda.device_count())]
+    if backend == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        return [(d.device_kind, tuple(int(x) for x in str(d.compute_capability).split(".")[:2])
+                 if getattr(d, "compute_capability", None) else None) for d in gpus]
+    return []
+
+
+def test_the_plan_describes_the_gpus_the_backend_itself_lists():
+    """On a CPU host: no GPU, float32. On a GPU host: every GPU the backend lists, by name,
+    mixed precision exactly when all of them have compute capability 7.0 or newer."""
     import keras
 
-    assert detect_accelerators() == []
-    plan = current_plan()
-    assert plan.device == "cpu" and plan.precision == "float32"
-    gpu_plan = plan_device(plan.backend, [Accelerator("gpu", (8, 0), 16 * GiB, 16 * GiB)])
-    with dtype_policy(gpu_plan):
-        assert keras.mixed_precision.global_policy().name == "mixed_float16"
-        from ser_pipeline.training.networks import build_model
+    from ser_pipeline.device import describe
 
-        model = build_model("seed", (40, 173, 1), 8)
-    assert keras.mixed_precision.global_policy().name == "float32"
-    assert model.layers[0].compute_dtype == "float16" and model.layers[-1].compute_dtype == "float32"
+    backend = keras.backend.backend()
+    listed = _gpus_the_backend_lists(backend)
+    detected = detect_accelerators()
+    assert [(a.name, a.compute_capability) for a in detected] == listed
+    plan = current_plan()
+    described = describe(plan)
+    assert (described["backend"], described["gpus"]) == (backend, [name for name, _ in listed])
+    assert described["device"] == ("gpu" if listed else "cpu")
+    tensor_cores = bool(listed) and all(cc is not None and cc >= (7, 0) for _, cc in listed)
+    assert described["precision"] == ("mixed_float16" if tensor_cores else "float32")
+    assert plan.accelerators == tuple(detected)
+    if not listed:
+        assert plan.train_batch_size is None and plan.predict_batch_size == 256
+
+
+def test_a_mixed_precision_plan_builds_float16_layers_with_a_float32_softmax_and_the_policy_is_restored():
+    import keras
     import numpy as np
 
-    out = model.predict_on_batch(np.zeros((2, 40, 173, 1), np.float32))
-    assert str(out.dtype) == "float32" and np.allclose(np.asarray(out).sum(axis=1), 1.0, atol=1e-3)
+    from ser_pipeline.training.networks import build_model, input_shape_for
+
+    before = keras.mixed_precision.global_policy().name
+    gpu_plan = plan_device(current_plan().backend, [Accelerator("gpu", (8, 0), 16 * GiB, 16 * GiB)])
+    shape = input_shape_for("mfcc")
+    with dtype_policy(gpu_plan):
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        model = build_model("seed", shape, 8)
+    assert keras.mixed_precision.global_policy().name == before
+    assert model.layers[0].compute_dtype == "float16" and model.layers[-1].compute_dtype == "float32"
+    out = model.predict_on_batch(np.zeros((2, *shape), np.float32))
+    assert str(out.dtype) == "float32" and out.shape == (2, 8)
+    np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, atol=1e-3)

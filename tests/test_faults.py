@@ -168,19 +168,20 @@ elif point == "between-loaders":
     warehouse.load_predictions = die_second
 elif point == "mid-transaction":
     # inside the second batch's predictions transaction, after the INSERT, before COMMIT
-    real_insert = warehouse._insert_new
+    from ser_pipeline.warehouse import loads
+    real_insert = loads._insert_new
     def insert_then_die(con, table, frame, columns):
         n = real_insert(con, table, frame, columns)
         if table == "predictions" and batches["load"] >= 2:
             die()
         return n
-    warehouse._insert_new = insert_then_die
+    loads._insert_new = insert_then_die
 
-def step(name, fn):
-    if name not in batches:
+def step(fn):
+    if fn is not nightly.load_batch:
         return fn
     def counted(*a, **k):
-        batches[name] += 1
+        batches["load"] += 1
         return fn(*a, **k)
     return counted
 
@@ -250,7 +251,7 @@ def _release(holder: subprocess.Popen) -> None:
 
 def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_partial_batch(env, monkeypatch):
     from ser_pipeline.errors import WarehouseBusy
-    from ser_pipeline.runs.nightly import run_nightly
+    from ser_pipeline.runs.nightly import load_batch, run_nightly
     from ser_pipeline.settings import get_settings
 
     tmp_path = env
@@ -274,8 +275,8 @@ def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_part
     # not at all, and the run stops with the same clear error.
     holders = []
 
-    def step(name, fn):
-        if name != "load":
+    def step(fn):
+        if fn is not load_batch:
             return fn
 
         def load(settings, batch, *args):

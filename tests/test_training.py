@@ -48,15 +48,87 @@ def test_training_is_reproducible_with_a_seed():
     assert a.history["loss"] == pytest.approx(b.history["loss"])
 
 
-def test_augmented_copies_are_added_to_training_only_and_a_leaky_split_is_refused():
-    feats, items = synthetic_set(n_speakers=6, per_class=2, frames=16)
+class _RecordingCache(dict):
+    """An audio cache (path -> samples) that records every path read from it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: list[str] = []
+
+    def __getitem__(self, path):
+        self.read.append(path)
+        return super().__getitem__(path)
+
+
+def test_augmented_copies_are_added_to_training_only_and_a_leaky_split_is_refused(monkeypatch):
+    """``retrain.fit`` corrupts copies of the training clips only and ``train`` feeds them to the
+    network beside the training rows; validation is the validation rows untouched, and the
+    test rows reach the network nowhere."""
+    import keras
+
+    from ser_pipeline.features.spec import FeatureSpec
+    from ser_pipeline.runs import retrain
+    from ser_pipeline.training import dataset
+
+    # a small spec (16 frames at 16 kHz) and clips shorter than one window: one window per copy
+    spec = FeatureSpec(sample_rate=16_000, n_frames=16)
+    feats, items = synthetic_set(n_speakers=6, per_class=1, frames=spec.n_frames)
+    windows = items.assign(window=0, path=[f"memory://{u}.wav" for u in items.utterance_id])
+    training_set = retrain.TrainingSet(dataset.LabelledSet(windows, feats), spec, 0.0)
+    split = retrain.make_split(training_set, seed=0)
+    rng = np.random.default_rng(0)
+    audio = _RecordingCache({p: (0.1 * rng.standard_normal(spec.n_samples // 2)).astype(np.float32) for p in windows.path})
+
+    made = []
+    real_copies = dataset.corrupted_copies
+
+    def copies_spy(data, rows, *args, **kwargs):
+        made.append((np.asarray(rows).copy(), real_copies(data, rows, *args, **kwargs)))
+        return made[-1][1]
+
+    fed = []
+    real_fit = keras.Model.fit
+
+    def fit_spy(self, x=None, y=None, *args, **kwargs):
+        fed.append((np.asarray(x), np.asarray(y), kwargs.get("validation_data")))
+        return real_fit(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(dataset, "corrupted_copies", copies_spy)
+    monkeypatch.setattr(keras.Model, "fit", fit_spy)
+    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="global", corrupted_copies=2, epochs=1)
+    trained = retrain.fit(training_set, split, config, audio_cache=audio)
+
+    # the copies are asked for the training rows only and read only training speakers' audio
+    # (the babble they are mixed with included)
+    assert len(made) == 1
+    rows, (aug_feats, aug_emotions, aug_speakers) = made[0]
+    np.testing.assert_array_equal(rows, split.train)
+    train_items = items.iloc[split.train]
+    assert audio.read and set(audio.read) <= set(windows.path.iloc[split.train])
+    assert set(aug_speakers) <= set(split.train_speakers)
+    assert not set(aug_speakers) & (set(split.val_speakers) | set(split.test_speakers))
+    # every training utterance gives exactly ``corrupted_copies`` copies, with its own label
+    assert sorted(zip(aug_speakers, aug_emotions)) == sorted(
+        [(s, e) for s, e in zip(train_items.speaker, train_items.emotion)] * config.corrupted_copies)
+    assert {f: a.shape for f, a in aug_feats.items()} == {
+        f: (config.corrupted_copies * len(split.train), *shape) for f, shape in spec.shapes.items()}
+
+    # the network is fitted once, on the training rows followed by the copies
+    assert len(fed) == 1
+    x_fed, y_fed, (x_val, y_val) = fed[0]
+    n_train, n_aug = len(split.train), config.corrupted_copies * len(split.train)
+    assert x_fed.shape == (n_train + n_aug, *feats["mfcc"].shape[1:], 1)
+    x_all, norm = model_inputs(feats, "mfcc"), trained.normalizer
+    np.testing.assert_array_equal(x_fed[:n_train, ..., 0], norm.transform(x_all[split.train]))
+    np.testing.assert_array_equal(x_fed[n_train:, ..., 0], norm.transform(model_inputs(aug_feats, "mfcc")))
+    assert y_fed.argmax(axis=1).tolist() == trained.labels.indices([*train_items.emotion, *aug_emotions])
+    # validation: exactly the validation rows, no copy among them
+    np.testing.assert_array_equal(np.asarray(x_val)[..., 0], norm.transform(x_all[split.val]))
+    assert np.asarray(y_val).argmax(axis=1).tolist() == trained.labels.indices(items.emotion.iloc[split.val])
+    # the fingerprint names the training utterances only, not the copies
+    assert trained.fingerprint == training_fingerprint(train_items.utterance_id, train_items.emotion)
+
     labels = LabelSet(labels=("neutral", "happy", "sad", "angry"))
-    split = speaker_split(items, seed=0)
-    aug = ({k: v[split.train] * 1.01 for k, v in feats.items()}, list(items.emotion.iloc[split.train]),
-           list(items.speaker.iloc[split.train]))
-    trained = train(feats, items.emotion, items.speaker, split, labels, "h",
-                    TrainConfig(architecture="pooled", input_kind="mfcc", epochs=1), augmented=aug, progress=None)
-    assert trained.history["loss"]
     leaky = Split(train=np.arange(len(items)), val=split.val, test=split.test, train_speakers=(), val_speakers=(),
                   test_speakers=split.test_speakers, kind="speaker")
     with pytest.raises(ValueError, match="not speaker-disjoint"):
@@ -74,7 +146,11 @@ def test_progress_line_per_epoch():
 def test_model_inputs_stacks_the_four_families():
     feats, _ = synthetic_set(n_speakers=1, per_class=1, frames=8, families=("mfcc", "chroma", "mel", "contrast"))
     stacked = model_inputs(feats, "stacked")
-    assert stacked.shape == (4, 187, 8)
-    np.testing.assert_array_equal(stacked[:, 40:52], feats["chroma"])
+    order = ("mfcc", "chroma", "mel", "contrast")
+    rows = [feats[f].shape[1] for f in order]
+    assert stacked.shape == (4, sum(rows), 8) and stacked.dtype == np.float32
+    starts = np.cumsum([0, *rows])
+    for family, start, stop in zip(order, starts[:-1], starts[1:]):
+        np.testing.assert_array_equal(stacked[:, start:stop], feats[family])
     with pytest.raises(ValueError, match="chroma"):
         model_inputs({"mfcc": feats["mfcc"]}, "stacked")
