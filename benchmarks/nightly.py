@@ -204,9 +204,10 @@ def run_reference(archive_url: str, registry_url: str, n_sessions: int) -> tuple
 
     from ser_pipeline.features.frames import extract_features
     from ser_pipeline.inference.predict import spec_of
+    from ser_pipeline.settings import Settings
 
     trained = load_model(registry_url, "champion")
-    spec = spec_of(trained)
+    spec = spec_of(trained, Settings())
     # The naive librosa recipe exists for frame features; a functionals champion's reference
     # is the same features computed one utterance at a time (no batching, no threads).
     naive = extract_features_naive if spec.output == "frames" else extract_features
@@ -266,9 +267,10 @@ def main() -> int:
     wall, steps, summary = run_ours(archive_url, registry_url, args.workdir / "run")
     ref_audio_s, ref_wall, ref_steps = run_reference(archive_url, registry_url, args.reference_sessions)
     from ser_pipeline.inference.predict import spec_of
+    from ser_pipeline.settings import Settings
     from ser_pipeline.training.registry import load_model
 
-    costs = family_costs(archive_url, spec_of(load_model(registry_url, "champion")))
+    costs = family_costs(archive_url, spec_of(load_model(registry_url, "champion"), Settings()))
     # The naive path end to end: our run with its decode, features and inference replaced by
     # the reference's cost per second of audio (the other steps are the same code in both).
     stages = summary["stage_seconds"]

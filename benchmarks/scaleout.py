@@ -45,17 +45,16 @@ def run_flow(n_workers: int, archive_url: str, registry_url: str, work: Path, ba
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    os.environ["SER_FEATURE_STORE_URL"] = (work / "features").as_uri()
     from ser_pipeline.settings import get_settings
 
-    get_settings.cache_clear()
+    settings = get_settings().model_copy(update={"feature_store_url": (work / "features").as_uri()})
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         client.run(_warm)
         runner = DaskTaskRunner(address=cluster.scheduler_address)
         start = time.perf_counter()
         state = label_new_audio.with_options(task_runner=runner)(archive_url, str(work / "wh.duckdb"), batch_size=batch_size,
-                                                                 return_state=True)
+                                                                 settings=settings, return_state=True)
         wall = time.perf_counter() - start
     if not state.is_completed():
         raise SystemExit(f"flow run on {n_workers} worker(s) did not complete: {state.message}")
@@ -79,9 +78,6 @@ def main() -> int:
     registry_url = make_champion(args.workdir, args.architecture, epochs=12, seed=args.seed)
     os.environ["SER_REGISTRY_URL"] = registry_url
     os.environ.setdefault("SER_WORKERS", "1")  # one feature thread per Dask worker: the workers are the parallelism
-    from ser_pipeline.settings import get_settings
-
-    get_settings.cache_clear()
 
     from prefect.testing.utilities import prefect_test_harness
 

@@ -21,6 +21,9 @@ import pandas as pd
 from ser_pipeline import warehouse
 from ser_pipeline.labels import EMOTIONS
 from ser_pipeline.archive.manifest import Participant, Session, Survey
+from ser_pipeline.settings import Settings
+
+SETTINGS = Settings()  # a benchmark is an edge: the environment's settings, read once
 
 
 def _frames(n: int, seed: int = 0) -> tuple[Survey, pd.DataFrame, pd.DataFrame]:
@@ -52,15 +55,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ref_path, path = Path(tmp) / "ref.duckdb", Path(tmp) / "wh.duckdb"
         for p in (ref_path, path):
-            with warehouse.writing(p) as con:
-                warehouse.load_survey(con, survey)
-                warehouse.load_utterances(con, utts)
-        with warehouse.writing(ref_path) as con:
+            with warehouse.writing(p, settings=SETTINGS) as con:
+                warehouse.load_survey(con, survey, SETTINGS.pseudonym_key)
+                warehouse.load_utterances(con, utts, SETTINGS.pseudonym_key)
+        with warehouse.writing(ref_path, settings=SETTINGS) as con:
             plain = preds.reindex(columns=list(warehouse.PREDICTION_COLUMNS))
             started = time.perf_counter()
             con.execute(f"INSERT INTO predictions ({', '.join(plain.columns)}) SELECT * FROM plain")
             reference = time.perf_counter() - started
-        with warehouse.writing(path) as con:
+        with warehouse.writing(path, settings=SETTINGS) as con:
             started = time.perf_counter()
             first = warehouse.load_predictions(con, preds)
             load = time.perf_counter() - started

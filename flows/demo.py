@@ -51,10 +51,6 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.root).resolve()
     os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
-    os.environ["SER_ARCHIVE_URL"] = (root / "archive").as_uri()
-    os.environ["SER_FEATURE_STORE_URL"] = (root / "features").as_uri()
-    os.environ["SER_REGISTRY_URL"] = (root / "registry").as_uri()
-    os.environ["SER_WAREHOUSE_PATH"] = str(root / "warehouse.duckdb")
 
     from tqdm import tqdm
 
@@ -67,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     from ser_pipeline.evaluation import truth
 
     from ser_pipeline import warehouse
-    from ser_pipeline.settings import get_settings
+    from ser_pipeline.settings import Settings
 
-    get_settings.cache_clear()
-    settings = get_settings()
+    settings = Settings(archive_url=(root / "archive").as_uri(), feature_store_url=(root / "features").as_uri(),
+                        registry_url=(root / "registry").as_uri(), warehouse_path=root / "warehouse.duckdb")
     started = time.perf_counter()
 
     _stage(f"Generating a focus-group archive and a training corpus under {root}")
@@ -86,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{turns['survey_id'].nunique()} surveys, {turns['session_id'].nunique()} sessions, "
           f"{len(turns)} turns ({speech_min:.1f} min of speech)")
 
-    from flows.nightly import label_new_audio
+    from flows.nightly import nightly_flow
     from flows.retrain import retrain_model
 
     champion = registry.champion_version(settings.registry_url, settings=settings)
     if champion is None:
         _stage("Training the recommended model on the generated speech (retraining flow)")
-        result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs)
+        result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs, settings=settings)
         print(f"model {result['version']}: UAR {result['uar']:.3f}, accuracy {result['accuracy']:.3f} "
               f"on held-out generated speakers; {result['reason']}")
     else:
@@ -102,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from ser_pipeline.errors import NightlyRunFailed
 
     try:
-        summary = label_new_audio(archive_url=settings.archive_url, warehouse=str(settings.warehouse_path))
+        summary = nightly_flow(settings)(settings=settings)
     except NightlyRunFailed as exc:
         print(f"nightly run failed: {exc}", file=sys.stderr)
         return 1

@@ -6,12 +6,17 @@ Wiring only: each step of :func:`ser_pipeline.runs.nightly.run_nightly` runs as 
 keeps writers apart). The file-level work, one ``label-batch`` task per batch of whole
 sessions (decode, features, inference, validation), is submitted to the flow's task runner:
 a Dask cluster (:func:`task_runner`: a local one by default, or the existing one at
-``SER_DASK_ADDRESS``), so batches run on every worker at once; loads stay in the flow, one
+``settings.dask_address``), so batches run on every worker at once; loads stay in the flow, one
 batch at a time. The run's report becomes a markdown artifact, and the flow run ends Failed
 when a validation suite failed or the run stopped on an error: the flow raises
 :class:`~ser_pipeline.errors.NightlyRunFailed` (its message is the run's error, its
 ``summary`` the report's), so a direct call raises it and ``return_state=True`` returns the
 Failed state. See docs/SCALE.md.
+
+Settings are resolved here, at the edge, and passed down: a caller holding a ``Settings``
+calls :func:`nightly_flow` (the flow on that settings' Dask runner) with ``settings=``; a
+deployment's run passes none and gets the worker's ``SER_*`` environment, read when the run
+starts (its Dask runner too), never when this module is imported.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect_dask import DaskTaskRunner
 
 from ser_pipeline.runs import nightly
 from ser_pipeline.errors import NightlyRunFailed
@@ -28,14 +34,13 @@ from ser_pipeline.settings import Settings, get_settings
 
 from flows.task_options import as_task
 
-def task_runner(settings: Settings | None = None) -> Any:
+def task_runner(settings: Settings) -> Any:
     """The nightly flow's task runner: Dask, on the cluster at ``settings.dask_address`` when
     set (``tcp://scheduler:8786``), else on a local cluster of ``settings.dask_workers``
     worker processes (0: one per core), one thread each (a batch uses the worker's cores
     itself: feature threads, the backend's own thread pool)."""
     from prefect_dask import DaskTaskRunner
 
-    settings = settings or get_settings()
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     cluster_kwargs: dict[str, Any] = {"processes": True, "threads_per_worker": 1, "dashboard_address": None}
@@ -54,17 +59,34 @@ def label_on_runner(settings: Settings, batches: Any, model: Any) -> Any:
         yield future.result()
 
 
-@flow(name="label-new-audio", log_prints=True, task_runner=task_runner())
+class _DaskFromEnvironment(DaskTaskRunner):
+    """The deployment's runner: :func:`task_runner` of the environment's settings, built when
+    a flow run starts (Prefect duplicates the flow's runner then), not at import."""
+
+    def duplicate(self) -> Any:
+        return task_runner(get_settings())
+
+
+def nightly_flow(settings: Settings) -> Any:
+    """:func:`label_new_audio` on ``settings``' Dask runner; call it with ``settings=settings``."""
+    return label_new_audio.with_options(task_runner=task_runner(settings))
+
+
+@flow(name="label-new-audio", log_prints=True, task_runner=_DaskFromEnvironment())
 def label_new_audio(
     archive_url: str | None = None,
     warehouse: str | None = None,
     model: str = "champion",
     batch_size: int | None = None,
+    settings: Settings | None = None,
 ):
     """Label utterances of new recordings under ``archive_url`` with ``model`` and load them into
-    the DuckDB ``warehouse`` (None: ``SER_ARCHIVE_URL`` / ``SER_WAREHOUSE_PATH``)."""
+    the DuckDB ``warehouse`` (None: ``settings.archive_url`` / ``settings.warehouse_path``).
+    ``settings`` None: the environment's (``SER_*``), for a deployment's run."""
+    settings = settings if settings is not None else get_settings()
     report = nightly.run_nightly(
         archive_url, warehouse, model, batch_size,
+        settings=settings,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         step=as_task,
         label_batches=label_on_runner,

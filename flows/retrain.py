@@ -14,7 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from ser_pipeline.runs import retrain as retraining
-from ser_pipeline.settings import get_settings
+from ser_pipeline.settings import Settings, get_settings
 from ser_pipeline.training.fit import TrainConfig
 
 from flows.task_options import as_task
@@ -32,12 +32,14 @@ def retrain_model(
     normalization: str = _DEFAULTS.normalization,
     input_kind: str = _DEFAULTS.input_kind,
     corrupted_copies: int = _DEFAULTS.corrupted_copies,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Train on ``corpus_urls`` (``{corpus name: url}``), evaluate on held-out speakers,
     register; promote when ``promote`` and the UAR beats the champion's. The defaults are the
     recommended recipe (``TrainConfig``); ``architecture="seed"``, ``input_kind="mfcc"`` and
-    ``normalization="global"`` give the seed's reference CNN."""
-    settings = get_settings()
+    ``normalization="global"`` give the seed's reference CNN. ``settings`` None: the
+    environment's (``SER_*``), for a deployment's run."""
+    settings = settings if settings is not None else get_settings()
     chosen = dict(epochs=epochs, label_merge=label_merge, architecture=architecture, normalization=normalization,
                   input_kind=input_kind, corrupted_copies=corrupted_copies)
     config = TrainConfig(**{f.name: chosen.get(f.name, getattr(_DEFAULTS, f.name)) for f in fields(TrainConfig)})

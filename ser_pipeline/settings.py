@@ -1,7 +1,9 @@
 """One typed settings object for the whole pipeline.
 
 Every value comes from an environment variable ``SER_<NAME>`` (or a ``.env`` file), and the
-CLI overrides any of them with flags. Local defaults put everything under ``./demo-data``;
+CLI overrides any of them with flags. The environment is read only at the edges (the CLI,
+the flows, the demo, benchmarks: :func:`get_settings`); the library takes the resulting
+object, or the URL, path or key it configures, as an argument and never looks it up. Local defaults put everything under ``./demo-data``;
 production points the URLs at ``s3://`` and nothing else changes, since ``file://`` and
 ``s3://`` go through the same fsspec code path.
 """
@@ -9,7 +11,6 @@ production points the URLs at ``s3://`` and nothing else changes, since ``file:/
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,6 @@ class Settings(BaseSettings):
     batch_size: int = 1024
     decode_span_s: float = 600.0  # a recording is decoded at most this many seconds at a time
 
-    # Model (how models are trained is TrainConfig's: one recipe for the CLI and the flows).
-    model_version: str = "champion"
     # Session context: the chance that a participant's emotion persists to their next
     # utterance (the sticky transition matrix of context.py in the nightly run).
     context_stay: float = Field(default=0.8, gt=0.0, lt=1.0)
@@ -95,9 +94,10 @@ class Settings(BaseSettings):
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
+    """The settings the environment gives now (``SER_*``, ``.env``): for the edges only, each
+    of which reads them once per command or flow run and passes them on. Not cached, so a
+    changed environment needs no cache to be cleared."""
     return Settings()
 
 

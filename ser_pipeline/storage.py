@@ -1,4 +1,9 @@
-"""Object-store access through fsspec: the same code for ``file://``, plain paths and ``s3://``."""
+"""Object-store access through fsspec: the same code for ``file://``, plain paths and ``s3://``.
+
+Every function takes the caller's ``settings`` for the store's options (endpoint, credentials,
+retries). ``None`` means fsspec's own defaults, not a global: enough for local paths, and for
+``s3://`` the AWS SDK's environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ...).
+"""
 
 from __future__ import annotations
 
@@ -15,15 +20,20 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.settings import Settings
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".aifc", ".oga", ".opus")
 
 
 def filesystem(url: str, settings: Settings | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem for ``url`` and the path inside it."""
-    settings = settings or get_settings()
-    return url_to_fs(str(url), **settings.storage_options(str(url)))
+    """The filesystem for ``url`` and the path inside it, opened with ``settings``' options."""
+    if settings is None:
+        # fsspec caches filesystems by their options: with none given, an S3 instance made for
+        # an earlier AWS environment (another endpoint) would be handed back.
+        options: dict[str, Any] = {} if str(url).startswith(("file:", "/")) or "://" not in str(url) else {"skip_instance_cache": True}
+    else:
+        options = settings.storage_options(str(url))
+    return url_to_fs(str(url), **options)
 
 
 def join(url: str, *parts: str) -> str:

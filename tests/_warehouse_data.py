@@ -18,6 +18,7 @@ import pytest
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
 from ser_pipeline import warehouse
 from ser_pipeline.archive.manifest import read_survey
+from ser_pipeline.settings import Settings
 from ser_pipeline.warehouse import pseudonymise
 
 PARTICIPANTS = [
@@ -171,7 +172,7 @@ def _loaded_template(tmp_path_factory) -> Loaded:
     v1 = predictions_frame(utts, "v1", seed=1)
     v2 = predictions_frame(utts, "v2", seed=2)
     path = root / "wh.duckdb"
-    con = warehouse.connect(path, settings=warehouse.Settings(warehouse_wait_s=5))
+    con = warehouse.connect(path, settings=Settings(warehouse_wait_s=5))
     try:
         warehouse.migrate(con)
         warehouse.load_survey(con, survey, key=KEY)
@@ -190,7 +191,6 @@ def loaded(_loaded_template: Loaded, tmp_path, monkeypatch) -> Loaded:
     """A warehouse holding one hand-made survey (archive read-only, shared) and predictions
     of two model versions (v2 newer); SER_PSEUDONYM_KEY is the key it was loaded with."""
     monkeypatch.setenv("SER_PSEUDONYM_KEY", KEY)
-    warehouse.get_settings.cache_clear()
     path = tmp_path / "wh.duckdb"
     shutil.copyfile(_loaded_template.path, path)
     return Loaded(path, _loaded_template.survey, _loaded_template.utterances, _loaded_template.v1, _loaded_template.v2)

@@ -38,16 +38,22 @@ def quirks_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(tmp_path, monkeypatch):
-    """Point every default store at the test's own folder so no test touches ./demo-data."""
-    from ser_pipeline.settings import get_settings
-
+    """Point every default store at the test's own folder so no test touches ./demo-data (the
+    CLI and the flows read these variables, as edges do; the library gets :func:`settings`)."""
     monkeypatch.setenv("SER_ARCHIVE_URL", (tmp_path / "archive").as_uri())
     monkeypatch.setenv("SER_FEATURE_STORE_URL", (tmp_path / "features").as_uri())
     monkeypatch.setenv("SER_REGISTRY_URL", (tmp_path / "registry").as_uri())
     monkeypatch.setenv("SER_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
-    get_settings.cache_clear()
     yield
-    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(_isolated_settings):
+    """The Settings a test hands the library, as an edge builds them: from the environment
+    the test's fixtures set up before this one (list it after them)."""
+    from ser_pipeline.settings import get_settings
+
+    return get_settings()
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +76,11 @@ def s3_bucket(moto_endpoint, monkeypatch) -> str:
 
     import boto3
 
-    from ser_pipeline.settings import get_settings
-
     monkeypatch.setenv("SER_S3_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)  # for callers holding no Settings (storage's None)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    get_settings.cache_clear()
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return f"s3://{bucket}"

@@ -28,7 +28,6 @@ def env(tmp_path, monkeypatch, tiny_champion):
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])
-    get_settings.cache_clear()
     return tmp_path
 
 
@@ -101,13 +100,13 @@ def _outcomes(tmp_path: Path, report) -> dict[str, str]:
 
 
 @pytest.mark.realdata
-def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(env, quirks_dir):
+def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(env, quirks_dir, settings):
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path = env
     archive = tmp_path / "archive"
     write_survey(archive, "GOOD", {"GOOD-1": ("a.wav", wav_bytes(speech(seed=1))), "GOOD-2": ("b.wav", wav_bytes(speech(seed=2)))})
-    first = run_nightly(archive.as_uri())
+    first = run_nightly(archive.as_uri(), settings=settings)
     assert first.status == "completed", render_markdown(first)
     stored_before = _rows(tmp_path, "SELECT * FROM predictions ORDER BY utterance_id")
     assert len(stored_before) == 6
@@ -121,7 +120,7 @@ def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(
     dup = write_survey(archive, "DUP", {"DUP-1": ("x.wav", wav_bytes(speech(seed=4)))})
     (dup / "manifest.csv").write_text((dup / "manifest.csv").read_text() + (dup / "manifest.csv").read_text().splitlines()[1] + "\n")
 
-    report = run_nightly(archive.as_uri(), batch_size=8)
+    report = run_nightly(archive.as_uri(), batch_size=8, settings=settings)
     markdown = render_markdown(report)
     assert report.error is None, markdown
 
@@ -181,7 +180,7 @@ def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(
     assert _rows(tmp_path, "SELECT * FROM predictions WHERE utterance_id IN (SELECT unnest(?)) ORDER BY utterance_id",
                  [[r[0] for r in stored_before]]) == stored_before
     counts = _rows(tmp_path, "SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM quarantine)")
-    again = run_nightly(archive.as_uri(), batch_size=8)
+    again = run_nightly(archive.as_uri(), batch_size=8, settings=settings)
     assert again.error is None and again.predictions_loaded == 0
     assert _rows(tmp_path, "SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM quarantine)") == counts
     assert _rows(tmp_path, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions")[0] == (counts[0][0],) * 2
@@ -228,11 +227,12 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
     child = textwrap.dedent(f"""
         import json, resource, sys
         from ser_pipeline.runs.nightly import run_nightly
+        from ser_pipeline.settings import get_settings
         def peak_mb():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        first = run_nightly({small.as_uri()!r}, {str(tmp_path / 'small.duckdb')!r}, batch_size=32)
+        first = run_nightly({small.as_uri()!r}, {str(tmp_path / 'small.duckdb')!r}, batch_size=32, settings=get_settings())
         after_small = peak_mb()
-        second = run_nightly({large.as_uri()!r}, {str(tmp_path / 'large.duckdb')!r}, batch_size=32)
+        second = run_nightly({large.as_uri()!r}, {str(tmp_path / 'large.duckdb')!r}, batch_size=32, settings=get_settings())
         from ser_pipeline.runs.nightly import render_markdown
         print(render_markdown(second), file=sys.stderr)
         print(json.dumps({{"small": first.summary(), "large": second.summary(), "after_small_mb": after_small,
@@ -249,7 +249,7 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
     assert growth < 200, f"peak RSS grew by {growth:.0f} MB over the two-hour recording ({out})"
 
 
-def test_reasons_name_the_file(env):
+def test_reasons_name_the_file(env, settings):
     """A quarantine row's reason says what is wrong without the reader opening the file; the
     source is the file's URL (spaces and unicode kept as they are)."""
     from ser_pipeline.runs.nightly import run_nightly
@@ -257,7 +257,7 @@ def test_reasons_name_the_file(env):
     tmp_path = env
     archive = tmp_path / "archive"
     write_survey(archive, "ODD", {"ODD-1": ("leer datei ü.wav", b""), "ODD-2": ("ok.wav", wav_bytes(speech()))})
-    report = run_nightly(archive.as_uri())
+    report = run_nightly(archive.as_uri(), settings=settings)
     assert report.status == "partial"
     ((source, reason),) = _rows(tmp_path, "SELECT source, reason FROM quarantine")
     assert source.endswith("/ODD/leer datei ü.wav") and reason == "empty file (0 bytes)"

@@ -56,13 +56,13 @@ def test_sql_formats(loaded: Loaded):
 
 
 @pytest.mark.parametrize("hostile", ["x'; DROP TABLE sessions; --", "' OR '1'='1", "s1' UNION SELECT * FROM participants --"])
-def test_parameters_are_bound_not_formatted(loaded: Loaded, hostile):
+def test_parameters_are_bound_not_formatted(loaded: Loaded, hostile, settings):
     path = str(loaded.path)
     result = ser("sql", "SELECT session_id FROM sessions WHERE session_id = $s", "-p", f"s={hostile}", "-f", "json", "-w", path)
     assert result.exit_code == 0 and json.loads(result.stdout) == []
     query = ser("query", "session_arc", "-p", f"session={hostile}", "-f", "json", "-w", path)
     assert query.exit_code == 0 and json.loads(query.stdout) == []
-    assert warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM sessions")["n"].iloc[0] == len(loaded.survey.sessions)
+    assert warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM sessions", settings=settings)["n"].iloc[0] == len(loaded.survey.sessions)
 
 
 @pytest.mark.parametrize("statement", [
@@ -72,15 +72,15 @@ def test_parameters_are_bound_not_formatted(loaded: Loaded, hostile):
     "SELECT 1; DROP TABLE sessions",
     "ATTACH ':memory:' AS scratch; CREATE TABLE scratch.t AS SELECT 1; DROP TABLE main.sessions",
 ])
-def test_read_only_commands_cannot_write(loaded: Loaded, statement):
+def test_read_only_commands_cannot_write(loaded: Loaded, statement, settings):
     result = ser("sql", statement, "-w", str(loaded.path))
     assert result.exit_code == 1
     assert "read-only" in result.stderr
-    counts = warehouse.run_query(loaded.path, "SELECT (SELECT count(*) FROM sessions) AS s, (SELECT count(*) FROM predictions) AS p")
+    counts = warehouse.run_query(loaded.path, "SELECT (SELECT count(*) FROM sessions) AS s, (SELECT count(*) FROM predictions) AS p", settings=settings)
     assert (counts["s"].iloc[0], counts["p"].iloc[0]) == (len(loaded.survey.sessions), 2 * len(loaded.utterances))
 
 
-def test_query_list_and_run(loaded: Loaded):
+def test_query_list_and_run(loaded: Loaded, settings):
     listing = ser("query", "--list")
     assert listing.exit_code == 0
     for query in warehouse.named_queries().values():
@@ -91,7 +91,7 @@ def test_query_list_and_run(loaded: Loaded):
     result = ser("query", "emotion_share_by_week", "-p", "survey=S1", "-f", "csv", "-w", str(loaded.path))
     assert result.exit_code == 0
     got = pd.read_csv(io.StringIO(result.stdout))
-    want = warehouse.run_named_query(loaded.path, "emotion_share_by_week", {"survey": "S1"})
+    want = warehouse.run_named_query(loaded.path, "emotion_share_by_week", {"survey": "S1"}, settings=settings)
     assert got["label"].tolist() == want["label"].tolist()
     assert got["n_utterances"].tolist() == want["n_utterances"].tolist()
 
@@ -130,7 +130,7 @@ def test_report_command(loaded: Loaded, tmp_path):
     assert unknown.exit_code == 2 and "not in the warehouse" in unknown.stderr
 
 
-def test_rotate_key_command(loaded: Loaded, tmp_path, monkeypatch):
+def test_rotate_key_command(loaded: Loaded, tmp_path, monkeypatch, settings):
     from _warehouse_data import KEY, PARTICIPANTS
 
     archive = str(Path(loaded.survey.url.removeprefix("file://")).parent)
@@ -140,6 +140,6 @@ def test_rotate_key_command(loaded: Loaded, tmp_path, monkeypatch):
     result = ser("warehouse", "rotate-key", "--new-key-env", "SER_TEST_NEW_KEY", "--archive", archive, "-w", str(loaded.path), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"participant_ids_in_archive": len(PARTICIPANTS), "participants_rekeyed": len(PARTICIPANTS)}
-    keys = set(warehouse.run_query(loaded.path, "SELECT participant_key FROM utterances")["participant_key"])
+    keys = set(warehouse.run_query(loaded.path, "SELECT participant_key FROM utterances", settings=settings)["participant_key"])
     assert keys == {warehouse.pseudonymise(p[0], "rotated-key") for p in PARTICIPANTS}
     assert "rotated-key" not in result.stdout and KEY not in result.stdout

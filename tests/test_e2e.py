@@ -77,11 +77,9 @@ def module_bucket(moto_endpoint):
         for name, value in {"SER_S3_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
                             "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
             mp.setenv(name, value)
-        get_settings.cache_clear()
         bucket = f"test-{uuid.uuid4().hex[:12]}"
         boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
         yield f"s3://{bucket}"
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ def env(tmp_path, monkeypatch, tiny_champion):
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])
-    get_settings.cache_clear()
     return tmp_path
 
 
@@ -79,12 +78,11 @@ def s3_archive(env, s3_behind_proxy, monkeypatch):
     truth = _archive("s3://archive/nightly")
     use_endpoint(monkeypatch, proxy_url)
     monkeypatch.setenv("SER_S3_TIMEOUT_S", "2")
-    get_settings.cache_clear()
     return proxy, truth
 
 
 @pytest.mark.s3
-def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_path):
+def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_path, settings):
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     proxy, truth = s3_archive
@@ -98,23 +96,23 @@ def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_
         proxy.add("slow", method="GET", path_contains="SV01-S02.turns.csv", count=1, delay_s=3.0),  # > 2 s timeout
         proxy.add("500", method="HEAD", count=2),
     ]
-    report = run_nightly("s3://archive/nightly", batch_size=4)
+    report = run_nightly("s3://archive/nightly", batch_size=4, settings=settings)
     assert report.status == "completed", render_markdown(report)
     assert all(rule.hits == rule.count for rule in injected), [(r.action, r.path_contains, r.hits) for r in injected]
     _assert_each_turn_once(tmp_path / "warehouse.duckdb", truth)
 
 
 @pytest.mark.s3
-def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials(s3_archive, tmp_path, monkeypatch):
+def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials(s3_archive, tmp_path, monkeypatch, settings):
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from support.s3 import TEST_CREDENTIALS
 
     proxy, truth = s3_archive
     monkeypatch.setenv("SER_S3_MAX_ATTEMPTS", "2")
-    get_settings.cache_clear()
+    settings = get_settings()
     proxy.add("500", method="GET", path_contains="SV01-S02.wav", count=10_000)
-    report = run_nightly("s3://archive/nightly", batch_size=4)
+    report = run_nightly("s3://archive/nightly", batch_size=4, settings=settings)
     markdown = render_markdown(report)
     assert report.status == "partial", markdown
     ((stage, source, reason),) = _rows(tmp_path / "warehouse.duckdb", "SELECT stage, source, reason FROM quarantine")
@@ -123,7 +121,7 @@ def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials
     labelled = {s for (s,) in _rows(tmp_path / "warehouse.duckdb", "SELECT DISTINCT session_id FROM utterances")}
     assert labelled == {"SV01-S01", "SV01-S03"}
     proxy.clear()  # the store recovers: the next night labels the rest, nothing twice
-    again = run_nightly("s3://archive/nightly", batch_size=4)
+    again = run_nightly("s3://archive/nightly", batch_size=4, settings=settings)
     assert again.status == "completed"
     _assert_each_turn_once(tmp_path / "warehouse.duckdb", truth)
 
@@ -136,6 +134,7 @@ from ser_pipeline import storage
 from ser_pipeline.features import store as feature_store
 from ser_pipeline.runs import nightly
 from ser_pipeline import warehouse
+from ser_pipeline.settings import get_settings
 
 point, archive, db = sys.argv[1], sys.argv[2], sys.argv[3]
 batches = {"load": 0}
@@ -185,13 +184,13 @@ def step(fn):
         return fn(*a, **k)
     return counted
 
-nightly.run_nightly(archive, db, batch_size=4, step=step)
+nightly.run_nightly(archive, db, batch_size=4, step=step, settings=get_settings())
 print("finished without being killed")
 """
 
 
 @pytest.mark.parametrize("point", ["mid-parquet-write", "between-loaders", "mid-transaction"])
-def test_killed_mid_batch_then_run_again_stores_every_utterance_once(env, point):
+def test_killed_mid_batch_then_run_again_stores_every_utterance_once(env, point, settings):
     from ser_pipeline.features.store import feature_files, read_features
     from ser_pipeline.inference.predict import spec_of
     from ser_pipeline.runs.nightly import run_nightly
@@ -210,12 +209,12 @@ def test_killed_mid_batch_then_run_again_stores_every_utterance_once(env, point)
     assert loaded == first_batch  # the first batch completed before the kill, the second did not
     assert _rows(db, "SELECT status FROM ingest_runs") == [("running",)]  # the killed run never finished
 
-    store = get_settings().feature_store_url
-    spec = spec_of(load_model(settings=get_settings()))  # the nightly run stores the champion's features
+    store = settings.feature_store_url
+    spec = spec_of(load_model(settings.registry_url, settings=settings), settings)  # the nightly run stores the champion's features
     leftovers = [p for p in (tmp_path / "features").rglob(".tmp-*")]
     assert bool(leftovers) == (point == "mid-parquet-write")
 
-    report = run_nightly(url, str(db), batch_size=4)
+    report = run_nightly(url, str(db), batch_size=4, settings=settings)
     assert report.status == "completed"
     _assert_each_turn_once(db, truth)
     # Readers see only complete Parquet files, each readable, holding every utterance once.
@@ -249,14 +248,14 @@ def _release(holder: subprocess.Popen) -> None:
     holder.wait(timeout=30)
 
 
-def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_partial_batch(env, monkeypatch):
+def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_partial_batch(env, monkeypatch, settings):
     from ser_pipeline.errors import WarehouseBusy
     from ser_pipeline.runs.nightly import load_batch, run_nightly
     from ser_pipeline.settings import get_settings
 
     tmp_path = env
     monkeypatch.setenv("SER_WAREHOUSE_WAIT_S", "2")
-    get_settings.cache_clear()
+    settings = get_settings()
     url = (tmp_path / "archive").as_uri()
     truth = _archive(url)
     db = tmp_path / "warehouse.duckdb"
@@ -266,7 +265,7 @@ def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_part
     try:
         started = time.monotonic()
         with pytest.raises(WarehouseBusy, match=rf"locked by process {holder.pid}.*waited 2 s"):
-            run_nightly(url, str(db), batch_size=4)
+            run_nightly(url, str(db), batch_size=4, settings=settings)
         assert time.monotonic() - started < 30
     finally:
         _release(holder)
@@ -287,7 +286,7 @@ def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_part
 
     try:
         with pytest.raises(WarehouseBusy, match="locked by process"):
-            run_nightly(url, str(db), batch_size=4, step=step)
+            run_nightly(url, str(db), batch_size=4, step=step, settings=settings)
     finally:
         for h in holders:
             _release(h)
@@ -295,7 +294,7 @@ def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_part
     assert _rows(db, "SELECT DISTINCT session_id FROM utterances") == [(first,)]
     assert _rows(db, "SELECT count(*) FROM predictions") == [((truth.session_id == first).sum(),)]
 
-    assert run_nightly(url, str(db), batch_size=4).status == "completed"
+    assert run_nightly(url, str(db), batch_size=4, settings=settings).status == "completed"
     _assert_each_turn_once(db, truth)
 
 
@@ -307,8 +306,8 @@ def _store_outcome(tmp_path: Path, store_url: str, truth_url: str, truth, monkey
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_FEATURE_STORE_URL", store_url)
-    get_settings.cache_clear()
-    report = run_nightly(truth_url, batch_size=4)
+    settings = get_settings()
+    report = run_nightly(truth_url, batch_size=4, settings=settings)
     markdown = render_markdown(report)
     assert report.status == "failed" and report.error, markdown
     assert report.error.startswith("FeatureStoreError: cannot write to the feature store") and expect in report.error, report.error
@@ -318,7 +317,7 @@ def _store_outcome(tmp_path: Path, store_url: str, truth_url: str, truth, monkey
     return report, db
 
 
-def test_a_full_feature_store_stops_the_run_with_a_clear_error_and_nothing_half_loaded(env, monkeypatch):
+def test_a_full_feature_store_stops_the_run_with_a_clear_error_and_nothing_half_loaded(env, monkeypatch, settings):
     from support.fullfs import FullMemoryFileSystem
 
     from ser_pipeline import storage
@@ -328,7 +327,7 @@ def test_a_full_feature_store_stops_the_run_with_a_clear_error_and_nothing_half_
     url = (tmp_path / "archive").as_uri()
     truth = _archive(url)
     # Room for the first batch's Parquet file and not the second's.
-    run_nightly(url, str(tmp_path / "probe.duckdb"), batch_size=4)
+    run_nightly(url, str(tmp_path / "probe.duckdb"), batch_size=4, settings=settings)
     one_batch = max(p.stat().st_size for p in (tmp_path / "features").rglob("part-*.parquet"))
     FullMemoryFileSystem.reset(capacity=int(one_batch * 1.5))
 
@@ -341,7 +340,7 @@ def test_a_full_feature_store_stops_the_run_with_a_clear_error_and_nothing_half_
     assert len([p for p in fs.find("/features") if p.endswith(".parquet")]) == 1
 
     FullMemoryFileSystem.capacity = 1 << 40  # room again: the next run finishes the job, nothing twice
-    assert run_nightly(url, batch_size=4).status == "completed"
+    assert run_nightly(url, batch_size=4, settings=settings).status == "completed"
     _assert_each_turn_once(db, truth)
 
 

@@ -24,7 +24,6 @@ def archive(tmp_path, monkeypatch, champion):
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", champion[0])
-    get_settings.cache_clear()
     url = (tmp_path / "archive").as_uri()
     truth = synth.generate_archive(url, n_surveys=1, sessions_per_survey=2, participants_per_session=3,
                                    utterances_per_session=4, sidecar="mixed", seed=2)
@@ -166,7 +165,7 @@ def test_nightly_flow_called_directly_without_a_champion_raises_our_error(prefec
 
     url, truth, tmp_path = archive
     monkeypatch.setenv("SER_REGISTRY_URL", (tmp_path / "empty-registry").as_uri())
-    get_settings.cache_clear()
+    settings = get_settings()
     with pytest.raises(NightlyRunFailed, match=r"failed: ModelNotFound: .*champion") as raised:
         label_new_audio(url, str(tmp_path / "wh.duckdb"))
     assert raised.value.summary["status"] == "failed" and raised.value.summary["predictions_loaded"] == 0
@@ -186,12 +185,12 @@ def test_retrain_flow_registers_promotes_and_reports(prefect_harness, tmp_path, 
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_WORKERS", "1")
-    get_settings.cache_clear()
+    settings = get_settings()  # as the flow resolves them: a deployment's run passes none
     corpus = (tmp_path / "corpus").as_uri()
     synth.generate_corpus(corpus, n_speakers=5, utterances_per_emotion=2, seed=3, duration_s=(1.0, 1.5))
     result = retrain_model({"synth": corpus}, epochs=2, label_merge="calm=neutral", architecture="pooled")
     assert result["promoted"] and result["reason"] == "no champion yet"
-    assert registry.champion_version() == result["version"]
+    assert registry.champion_version(settings.registry_url, settings) == result["version"]
     markdown = latest_artifact("weekly-retrain-report")
     assert "Confusion matrix" in markdown and "| UAR |" in markdown and "calm" not in markdown.split("## Per class")[1]
     # Features are cached in the store: a second run extracts nothing new and is not promoted

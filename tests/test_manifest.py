@@ -241,7 +241,7 @@ def test_s3_archive(tmp_path, s3_bucket):
 
 
 @pytest.mark.slow
-def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(tmp_path, monkeypatch, tiny_champion):
+def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(tmp_path, monkeypatch, tiny_champion, settings):
     """Item 1 and 3 of issue 13 end to end: the documented five-column manifest, and the one
     ``manifest_skeleton`` writes for a folder of bare recordings, are labelled, not quarantined."""
     from support.messy import speech, wav_bytes
@@ -251,7 +251,7 @@ def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(t
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])
-    get_settings.cache_clear()
+    settings = get_settings()
     archive = tmp_path / "archive"
     (archive / "MIN").mkdir(parents=True)
     (archive / "MIN" / "m1.wav").write_bytes(wav_bytes(speech(seed=1)))
@@ -262,7 +262,7 @@ def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(t
     (archive / "BARE" / "Gruppe 1.wav").write_bytes(wav_bytes(speech(seed=2)))
     write_manifest_skeleton(manifest_skeleton(str(archive / "BARE")))
 
-    report = run_nightly(archive.as_uri())
+    report = run_nightly(archive.as_uri(), settings=settings)
     assert report.status == "completed" and not report.quarantined, render_markdown(report)
     assert report.surveys == 2 and report.sessions == 2 and report.predictions_loaded > 0
     import duckdb

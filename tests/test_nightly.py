@@ -24,7 +24,6 @@ def env(tmp_path, monkeypatch, champion):
 
     registry_url, version = champion
     monkeypatch.setenv("SER_REGISTRY_URL", registry_url)
-    get_settings.cache_clear()
     return tmp_path, version
 
 
@@ -45,13 +44,13 @@ def _rows(tmp_path, sql):
         con.close()
 
 
-def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env):
+def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env, settings):
     from ser_pipeline.labels import EMOTIONS
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path, version = env
     url, truth = _archive(tmp_path)
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
     assert report.status == "completed", render_markdown(report)
     assert report.model_version == version
     assert report.utterances_loaded == report.predictions_loaded == len(truth)
@@ -64,7 +63,7 @@ def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env):
     markdown = render_markdown(report)
     assert "COMPLETED" in markdown and "Emotion mix" in markdown and "Time per stage" in markdown
 
-    again = run_nightly(url)
+    again = run_nightly(url, settings=settings)
     assert again.status == "completed"
     assert again.predictions_loaded == 0 and again.recordings_skipped == again.recordings_seen == 2
     assert _rows(tmp_path, "SELECT count(*) FROM predictions") == [(len(truth),)]
@@ -72,26 +71,26 @@ def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env):
     assert runs == [("completed", len(truth)), ("completed", 0)]
 
 
-def test_sessions_without_sidecars_are_segmented_by_vad(env):
+def test_sessions_without_sidecars_are_segmented_by_vad(env, settings):
     from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, sidecar=None, utterances_per_session=6)
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
     assert report.status == "completed"
     found = report.predictions_loaded
     assert 0.7 * len(truth) <= found <= 1.3 * len(truth)
     assert _rows(tmp_path, "SELECT count(*) FROM utterances WHERE participant_key IS NULL") == [(found,)]
 
 
-def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env):
+def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env, settings):
     from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
     broken = tmp_path / "archive" / "SV01" / "SV01-S02.wav"
     broken.write_bytes(broken.read_bytes()[:30])
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
     assert report.status == "partial"
     assert [q.stage for q in report.quarantined] == ["audio"]
     assert "SV01-S02.wav" in report.quarantined[0].source
@@ -99,13 +98,13 @@ def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env):
     assert _rows(tmp_path, "SELECT stage, reason LIKE '%WAV%' FROM quarantine") == [("audio", True)]
 
 
-def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
+def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env, settings):
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
     as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S02.wav", 1e6)  # an un-normalised float export
-    report = run_nightly(url, batch_size=4)  # one session per batch
+    report = run_nightly(url, batch_size=4, settings=settings)  # one session per batch
     assert report.failed and report.status == "failed" and report.batches_failed == 1
     failed = [r for _, r in report.validations if not r.success]
     assert [r.suite for r in failed] == ["features"]
@@ -118,7 +117,7 @@ def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env):
     assert "features" in render_markdown(report) and "FAILED" in render_markdown(report)
 
 
-def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey_labelled(env):
+def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey_labelled(env, settings):
     import shutil
 
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
@@ -132,7 +131,7 @@ def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey
     shutil.move(survey / "SV01-S02.wav", tmp_path / "SV01-S02.wav")
     (survey / "SV01-S02.wav").mkdir()
     manifest.write_text(good.replace("SV01-S01.wav", "missing.wav"))
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
     assert report.status == "partial" and not report.failed, render_markdown(report)
     quarantined = {q.source.rsplit("/", 1)[-1]: q for q in report.quarantined}
     assert set(quarantined) == {"missing.wav", "SV01-S02.wav"} and {q.stage for q in report.quarantined} == {"session"}
@@ -150,12 +149,12 @@ def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey
     (survey / "SV01-S02.wav").rmdir()
     shutil.move(tmp_path / "SV01-S02.wav", survey / "SV01-S02.wav")
     manifest.write_text(good)
-    fixed = run_nightly(url)
+    fixed = run_nightly(url, settings=settings)
     assert fixed.status == "completed" and fixed.predictions_loaded == len(truth) - len(labelled)
     assert _rows(tmp_path, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions") == [(len(truth), len(truth))]
 
 
-def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_and_reports_both(env):
+def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_and_reports_both(env, settings):
     import soundfile as sf
 
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
@@ -171,7 +170,7 @@ def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_
     found_s = sf.info(str(cut)).duration
     with (survey / "SV01-S03.wav").open("ab") as fh:
         fh.write(b"\x00garbage after the audio" * 40)
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
     markdown = render_markdown(report)
     assert report.status == "partial" and not report.failed, markdown
 
@@ -194,7 +193,7 @@ def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_
     assert "Labelled with a warning" in markdown and "SV01-S02.wav" in markdown
 
     # Nothing new: no new prediction, and the warning rows are kept, not duplicated.
-    again = run_nightly(url)
+    again = run_nightly(url, settings=settings)
     assert again.predictions_loaded == 0 and not again.warnings
     assert _rows(tmp_path, "SELECT count(*) FROM recording_warnings") == [(2,)]
 
@@ -205,7 +204,7 @@ def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_
     ("no_column", "expect_column_to_exist on participants"),
     ("unparseable", "ParserError"),
 ])
-def test_a_manifest_wrong_as_a_whole_quarantines_its_survey_and_others_go_on(env, breakage, reason):
+def test_a_manifest_wrong_as_a_whole_quarantines_its_survey_and_others_go_on(env, breakage, reason, settings):
     from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
@@ -221,7 +220,7 @@ def test_a_manifest_wrong_as_a_whole_quarantines_its_survey_and_others_go_on(env
             "unparseable": [header, row, 'x,"unclosed'],
         }[breakage]
         manifest.write_text("\n".join(broken) + "\n")
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
     assert report.status == "partial" and not report.failed
     assert [(q.stage, q.source.endswith("/SV02")) for q in report.quarantined] == [("manifest", True)]
     assert reason in report.quarantined[0].reason, report.quarantined[0].reason
@@ -229,7 +228,7 @@ def test_a_manifest_wrong_as_a_whole_quarantines_its_survey_and_others_go_on(env
     assert report.predictions_loaded == (truth.survey_id == "SV01").sum()
 
 
-def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifest_init(env):
+def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifest_init(env, settings):
     from typer.testing import CliRunner
 
     from ser_pipeline.cli import app
@@ -243,7 +242,7 @@ def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifes
     for sidecar in folder.glob("*.turns.csv"):
         sidecar.unlink()  # a folder as a recorder leaves it: audio only
     for night in range(2):
-        report = run_nightly(url)
+        report = run_nightly(url, settings=settings)
         assert report.status == "partial" and report.surveys == 0 and report.predictions_loaded == 0
         assert [(q.stage, q.source) for q in report.quarantined] == [("manifest", folder.as_uri())]
         assert report.quarantined[0].reason == (f"no manifest.csv; 2 audio files not labelled; "
@@ -253,7 +252,7 @@ def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifes
 
     result = CliRunner().invoke(app, ["manifest", "init", folder.as_uri()])
     assert result.exit_code == 0, result.output
-    labelled = run_nightly(url)
+    labelled = run_nightly(url, settings=settings)
     assert labelled.status == "completed" and not labelled.quarantined, labelled.quarantined
     assert labelled.surveys == 1 and labelled.sessions == 2 and labelled.predictions_loaded > 0
     assert {r[0] for r in _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances")} == {"SV01-S01", "SV01-S02"}
@@ -278,14 +277,14 @@ def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
     assert CliRunner().invoke(app, ["label", "--archive-url", url, "--batch-size", "4"]).exit_code == 1
 
 
-def test_unchanged_recordings_are_not_read_again_and_changed_ones_are(env):
+def test_unchanged_recordings_are_not_read_again_and_changed_ones_are(env, settings):
     import os
 
     from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
-    assert run_nightly(url).predictions_loaded == len(truth)
+    assert run_nightly(url, settings=settings).predictions_loaded == len(truth)
     assert len(list((tmp_path / "features" / "_recordings").glob("*.json"))) == 2
     # Same size and modification time: the recording counts as unchanged, and its bytes are not
     # read at all (they are garbage now, and the run still finds nothing to do).
@@ -293,11 +292,11 @@ def test_unchanged_recordings_are_not_read_again_and_changed_ones_are(env):
     stat = recording.stat()
     recording.write_bytes(b"\0" * stat.st_size)
     os.utime(recording, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    again = run_nightly(url)
+    again = run_nightly(url, settings=settings)
     assert again.status == "completed" and again.recordings_skipped == 2 and not again.quarantined
     # A new modification time: read again, found broken, quarantined.
     os.utime(recording, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    third = run_nightly(url)
+    third = run_nightly(url, settings=settings)
     assert [(q.stage, q.source.endswith("SV01-S01.wav")) for q in third.quarantined] == [("audio", True)]
 
 

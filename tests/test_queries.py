@@ -30,13 +30,13 @@ PARAMS = {
 
 
 @pytest.fixture
-def two_surveys(loaded: Loaded, tmp_path) -> Loaded:
+def two_surveys(loaded: Loaded, tmp_path, settings) -> Loaded:
     """The loaded warehouse plus a second survey, so every survey filter has to work."""
     other = read_survey(write_survey(tmp_path / "archive", "S2", seed=7, session_prefix="b-").as_uri())
     utts = utterances_frame(other)
-    with warehouse.writing(loaded.path) as con:
-        warehouse.load_survey(con, other)
-        warehouse.load_utterances(con, utts)
+    with warehouse.writing(loaded.path, settings=settings) as con:
+        warehouse.load_survey(con, other, key=settings.pseudonym_key)
+        warehouse.load_utterances(con, utts, key=settings.pseudonym_key)
         warehouse.load_predictions(con, predictions_frame(utts, "v2", seed=8))
     loaded.other_utterances = len(utts)
     return loaded
@@ -188,8 +188,8 @@ def test_every_query_file_has_a_question_and_a_known_answer():
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
-def test_query_matches_known_answer(two_surveys, name):
-    got = warehouse.run_named_query(two_surveys.path, name, PARAMS[name])
+def test_query_matches_known_answer(two_surveys, name, settings):
+    got = warehouse.run_named_query(two_surveys.path, name, PARAMS[name], settings=settings)
     want, columns = _expected(name, two_surveys)
     _compare(got, want, columns)
     for share in _shares(got.columns):  # every share it prints comes with its interval and expected share
@@ -201,13 +201,13 @@ def _shares(columns) -> list[str]:
     return [c for c in columns if c.endswith("share") and not c.startswith("expected_")]
 
 
-def test_query_defaults_and_parameter_errors(two_surveys):
-    by_segment = warehouse.run_named_query(two_surveys.path, "emotion_by_segment", {"survey": "S1"})
+def test_query_defaults_and_parameter_errors(two_surveys, settings):
+    by_segment = warehouse.run_named_query(two_surveys.path, "emotion_by_segment", {"survey": "S1"}, settings=settings)
     assert set(by_segment["value"]) == {"loyal", "lapsed", "new"}
     with pytest.raises(ValueError, match="needs --param survey"):
-        warehouse.run_named_query(two_surveys.path, "emotion_share_by_week", {})
+        warehouse.run_named_query(two_surveys.path, "emotion_share_by_week", {}, settings=settings)
     with pytest.raises(ValueError, match="no parameter"):
-        warehouse.run_named_query(two_surveys.path, "emotion_share_by_week", {"survey": "S1", "week": "1"})
+        warehouse.run_named_query(two_surveys.path, "emotion_share_by_week", {"survey": "S1", "week": "1"}, settings=settings)
     with pytest.raises(KeyError, match="no query named"):
-        warehouse.run_named_query(two_surveys.path, "nope")
-    assert warehouse.run_named_query(two_surveys.path, "emotion_share_by_week", {"survey": "x' OR '1'='1"}).empty
+        warehouse.run_named_query(two_surveys.path, "nope", settings=settings)
+    assert warehouse.run_named_query(two_surveys.path, "emotion_share_by_week", {"survey": "x' OR '1'='1"}, settings=settings).empty

@@ -18,6 +18,7 @@ from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixt
 from _warehouse_data import KEY, T0, expected_frame, predictions_frame, utterances_frame, write_survey
 from ser_pipeline import warehouse
 from ser_pipeline.labels import NEGATIVE_EMOTIONS
+from ser_pipeline.settings import Settings
 from ser_pipeline.archive.manifest import read_survey
 from ser_pipeline.warehouse.report import EMOTION_COLORS, WIDE_HALF_WIDTH, is_wide, write_report
 
@@ -37,7 +38,7 @@ def _has_colour(image: np.ndarray, hex_colour: str, tolerance: int = 12) -> bool
 
 
 def _report(loaded: Loaded, tmp_path: Path, **kwargs) -> str:
-    con = warehouse.connect(loaded.path, read_only=True)
+    con = warehouse.connect(loaded.path, read_only=True, settings=Settings())
     try:
         return write_report(con, "S1", tmp_path / "out", **kwargs).read_text()
     finally:
@@ -62,21 +63,21 @@ def test_report_is_self_contained_with_five_coloured_charts(loaded: Loaded, tmp_
         assert raw not in page
 
 
-def test_report_for_a_chosen_model_version(loaded: Loaded, tmp_path):
+def test_report_for_a_chosen_model_version(loaded: Loaded, tmp_path, settings):
     page = _report(loaded, tmp_path, model_version="v1")
     assert "Labels from model <b>v1</b> (session variable" in page
-    con = warehouse.connect(loaded.path, read_only=True)
+    con = warehouse.connect(loaded.path, read_only=True, settings=settings)
     try:
         assert warehouse.current_model(con) == ("v2", "latest")  # the choice did not stick to the connection
     finally:
         con.close()
 
 
-def test_survey_without_predictions_gets_no_empty_charts(loaded: Loaded, tmp_path):
+def test_survey_without_predictions_gets_no_empty_charts(loaded: Loaded, tmp_path, settings):
     other = read_survey(write_survey(tmp_path / "archive", "S2", session_prefix="b-").as_uri())
-    with warehouse.writing(loaded.path) as con:
-        warehouse.load_survey(con, other)
-        warehouse.load_utterances(con, utterances_frame(other))
+    with warehouse.writing(loaded.path, settings=settings) as con:
+        warehouse.load_survey(con, other, key=settings.pseudonym_key)
+        warehouse.load_utterances(con, utterances_frame(other), key=settings.pseudonym_key)
         path = write_report(con, "S2", tmp_path / "out")
         with pytest.raises(KeyError, match="not in the warehouse"):
             write_report(con, "S404", tmp_path / "out")
@@ -114,7 +115,7 @@ def _few_and_many(tmp_path) -> tuple[Path, pd.DataFrame]:
     utts["question"] = ["rare"] * 10 + ["common"] * 400
     predictions = predictions_frame(utts, "v1", seed=4)
     path = tmp_path / "few-and-many.duckdb"
-    with warehouse.writing(path) as con:
+    with warehouse.writing(path, settings=Settings()) as con:
         warehouse.migrate(con)
         warehouse.load_survey(con, survey, key=KEY)
         warehouse.load_utterances(con, utts, key=KEY)
@@ -147,11 +148,11 @@ def _known_shares(exp) -> dict[str, tuple[int, int, float]]:
     return shares
 
 
-def test_report_gives_count_interval_and_expected_share_and_marks_exactly_the_wide_intervals(tmp_path):
+def test_report_gives_count_interval_and_expected_share_and_marks_exactly_the_wide_intervals(tmp_path, settings):
     from scipy.stats import binomtest
 
     path, exp = _few_and_many(tmp_path)
-    con = warehouse.connect(path, read_only=True)
+    con = warehouse.connect(path, read_only=True, settings=settings)
     try:
         page = write_report(con, "S1", tmp_path / "out").read_text()
     finally:

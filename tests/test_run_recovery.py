@@ -23,13 +23,14 @@ _HANGING_RUN = textwrap.dedent(
     import sys, time
     import fsspec.implementations.local as local
     from ser_pipeline.runs.nightly import run_nightly
+    from ser_pipeline.settings import get_settings
 
     def hang(self, *args, **kwargs):
         print("writing", flush=True)
         time.sleep(600)
 
     local.LocalFileSystem.mv = hang
-    run_nightly(sys.argv[1])
+    run_nightly(sys.argv[1], settings=get_settings())
     """
 )
 
@@ -47,7 +48,7 @@ def _rows(path, sql):
         con.close()
 
 
-def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed(tmp_path, champion, monkeypatch):
+def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed(tmp_path, champion, monkeypatch, settings):
     from ser_pipeline import synthetic as synth
     from ser_pipeline import warehouse
     from ser_pipeline.runs.nightly import render_markdown, run_nightly
@@ -56,7 +57,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
 
     registry_url, _ = champion
     monkeypatch.setenv("SER_REGISTRY_URL", registry_url)
-    get_settings.cache_clear()
+    settings = get_settings()
     url = (tmp_path / "archive").as_uri()
     truth = synth.generate_archive(url, n_surveys=1, sessions_per_survey=2, participants_per_session=2,
                                    utterances_per_session=3, sidecar="csv", seed=3)
@@ -74,7 +75,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
     db = tmp_path / "warehouse.duckdb"
     assert _rows(db, "SELECT status, pid FROM ingest_runs") == [("running", proc.pid)]
 
-    report = run_nightly(url)
+    report = run_nightly(url, settings=settings)
 
     assert report.status == "completed", render_markdown(report)
     assert report.utterances_loaded == len(truth)
@@ -87,7 +88,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
     assert report.abandoned_runs == [run_id] and report.temp_files_removed == len(temps)
     assert not any(t.pid == proc.pid for t in find_temp_files(store, get_settings()))
     assert "Earlier runs found dead" in render_markdown(report)
-    con = warehouse.connect(db, read_only=True)
+    con = warehouse.connect(db, read_only=True, settings=settings)
     try:
         shown = warehouse.status(con)["abandoned_runs"]
     finally:
@@ -95,7 +96,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
     assert [(r["run_id"], r["abandoned_by"], r["tmp_files_removed"]) for r in shown] == [(run_id, report.run_id, len(temps))]
 
     # A third run finds nothing more to clean.
-    again = run_nightly(url)
+    again = run_nightly(url, settings=settings)
     assert again.abandoned_runs == [] and again.temp_files_removed == 0 and again.predictions_loaded == 0
 
 

@@ -25,7 +25,6 @@ def env(tmp_path, monkeypatch, tiny_champion):
 
     monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])
     monkeypatch.setenv("SER_PSEUDONYM_KEY", PSEUDONYM_KEY)
-    get_settings.cache_clear()
     return tmp_path
 
 
@@ -40,7 +39,7 @@ def _all_text(db: Path) -> str:
 
 
 @pytest.mark.slow
-def test_manifest_paths_cannot_leave_the_archive_root(env):
+def test_manifest_paths_cannot_leave_the_archive_root(env, settings):
     from ser_pipeline.runs.nightly import run_nightly
 
     tmp_path = env
@@ -56,7 +55,7 @@ def test_manifest_paths_cannot_leave_the_archive_root(env):
     link = write_survey(archive, "SYMLINK", {"SYMLINK-1": ("inside.wav", None)}) / "inside.wav"
     link.symlink_to(secret)
 
-    report = run_nightly(archive.as_uri())
+    report = run_nightly(archive.as_uri(), settings=settings)
     assert report.error is None
     db = tmp_path / "warehouse.duckdb"
     reasons = dict(duckdb.connect(str(db), read_only=True).execute("SELECT source, reason FROM quarantine").fetchall())
@@ -132,7 +131,7 @@ def test_every_named_query_binds_every_parameter(loaded: Loaded):
 
 @pytest.mark.slow
 @pytest.mark.s3
-def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkeypatch, caplog, capfd):
+def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkeypatch, caplog, capfd, settings):
     """A run on S3 with a corrupt recording, a broken manifest and a missing model, every log
     record at DEBUG, the markdown artifact, every warehouse table, the errors and ``ser config``:
     none holds the S3 secret key or the pseudonym key."""
@@ -149,7 +148,7 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         monkeypatch.setenv("SER_S3_ACCESS_KEY_ID", "testing-key-id")
         monkeypatch.setenv("SER_S3_SECRET_ACCESS_KEY", SECRET_KEY)
-        get_settings.cache_clear()
+        settings = get_settings()
         fs, _ = storage.filesystem("s3://archive")
         fs.mkdir("archive")
         local = tmp_path / "local-archive"
@@ -157,11 +156,11 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
         write_survey(local, "S3BAD", {"S3BAD-1": ("gone.wav", None)})
         fs.put(str(local) + "/", "archive/", recursive=True)
 
-        report = run_nightly("s3://archive")
+        report = run_nightly("s3://archive", settings=settings)
         texts = [render_markdown(report), report.error or "", json.dumps(report.summary())]
         monkeypatch.setenv("SER_REGISTRY_URL", "s3://archive/no-registry")
-        get_settings.cache_clear()
-        failed = run_nightly("s3://archive")  # no champion there: a failed run with an error message
+        settings = get_settings()
+        failed = run_nightly("s3://archive", settings=settings)  # no champion there: a failed run with an error message
         assert failed.error
         texts += [render_markdown(failed), failed.error]
         try:
@@ -184,7 +183,7 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
 
 
 @pytest.mark.slow
-def test_participants_are_stored_only_as_keyed_pseudonyms(env):
+def test_participants_are_stored_only_as_keyed_pseudonyms(env, settings):
     from ser_pipeline import synthetic as synth
     from ser_pipeline.runs.nightly import run_nightly
     from ser_pipeline.warehouse import pseudonymise
@@ -193,7 +192,7 @@ def test_participants_are_stored_only_as_keyed_pseudonyms(env):
     url = (tmp_path / "archive").as_uri()
     truth = synth.generate_archive(url, n_surveys=1, sessions_per_survey=2, participants_per_session=3,
                                    utterances_per_session=3, sidecar="csv", seed=4)
-    assert run_nightly(url).status == "completed"
+    assert run_nightly(url, settings=settings).status == "completed"
     db = tmp_path / "warehouse.duckdb"
     text = _all_text(db)
     import pandas as pd

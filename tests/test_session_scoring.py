@@ -25,7 +25,7 @@ def _dbfs(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64)))))
 
 
-def test_assembled_archive_reads_back_with_its_turns_noise_floor_and_clips_in_place(tmp_path, clips):
+def test_assembled_archive_reads_back_with_its_turns_noise_floor_and_clips_in_place(tmp_path, clips, settings):
     from ser_pipeline.audio.decode import load_audio
     from ser_pipeline.archive.manifest import read_survey
     from ser_pipeline.evaluation.sessions import SESSION_TRUTH_COLUMNS, assemble_session_archive
@@ -33,7 +33,7 @@ def test_assembled_archive_reads_back_with_its_turns_noise_floor_and_clips_in_pl
     sr = 16_000
     url = (tmp_path / "archive").as_uri()
     made = assemble_session_archive(clips, url, speakers_per_session=3, utterances_per_session=12, noise_floor_dbfs=-50.0,
-                                    condition="clean", turns="csv", sample_rate=sr, seed=1)
+                                    condition="clean", turns="csv", sample_rate=sr, seed=1, settings=settings)
     truth = made.truth
     assert list(truth.columns) == list(SESSION_TRUTH_COLUMNS)
     assert len(truth) == len(clips) and set(truth["utterance_id"]) == {c.utterance_id for c in clips}  # each clip once
@@ -76,13 +76,13 @@ def test_assembled_archive_reads_back_with_its_turns_noise_floor_and_clips_in_pl
     assert np.mean(pairs) > 0.2  # 1/3 here; chance, with each emotion twice per speaker, is 1/15
 
 
-def test_assembled_archive_with_rttm_turns_reads_back_as_diarization(tmp_path, clips):
+def test_assembled_archive_with_rttm_turns_reads_back_as_diarization(tmp_path, clips, settings):
     from ser_pipeline.archive.manifest import read_survey
     from ser_pipeline.evaluation.sessions import assemble_session_archive
 
     url = (tmp_path / "archive").as_uri()
     made = assemble_session_archive(clips[:10], url, speakers_per_session=2, utterances_per_session=5, condition="clean",
-                                    turns="rttm", sample_rate=16_000)
+                                    turns="rttm", sample_rate=16_000, settings=settings)
     survey = read_survey(f"{url}/{made.survey_id}")
     assert [s.turns_source for s in survey.sessions] == ["rttm"] * len(survey.sessions)
     turns = [(s.session_id, t.start_s, t.end_s, t.participant_id) for s in survey.sessions for t in s.turns]
@@ -90,7 +90,7 @@ def test_assembled_archive_with_rttm_turns_reads_back_as_diarization(tmp_path, c
     assert [(s, pytest.approx(a, abs=1e-6), pytest.approx(b, abs=1e-6), p) for s, a, b, p in turns] == expected
 
 
-def _hand_made_warehouse(path):
+def _hand_made_warehouse(path, settings):
     """Two scored sessions (A, B) and one outside the truth (C); model v1 promoted, v0 older."""
     from datetime import datetime, timezone
 
@@ -124,7 +124,7 @@ def _hand_made_warehouse(path):
                            "content_hash": u, "participant_id": "P1"} for u, s, a, b, _p, _c in utts])
     predictions = pd.DataFrame([row(u, "v1", p, c) for u, _s, _a, _b, p, c in utts]
                                + [row(u, "v0", {"happy": 1.0}, {"happy": 1.0}) for u, *_ in utts])
-    with warehouse.writing(path) as con:
+    with warehouse.writing(path, settings=settings) as con:
         warehouse.load_survey(con, survey, key="k")
         assert warehouse.load_utterances(con, frame, key="k").inserted == len(utts)
         warehouse.record_model_version(con, "v0", created_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
@@ -138,11 +138,11 @@ def _hand_made_warehouse(path):
     )
 
 
-def test_score_warehouse_gives_the_hand_computed_figures(tmp_path):
+def test_score_warehouse_gives_the_hand_computed_figures(tmp_path, settings):
     from ser_pipeline.evaluation.sessions import score_warehouse
 
     path = tmp_path / "hand.duckdb"
-    truth = _hand_made_warehouse(path)
+    truth = _hand_made_warehouse(path, settings)
     # By hand, clip by clip (clip label = argmax of its utterances' mean probabilities):
     #   raw:     A0-2 neutral ok | A3-5 angry -> sad (mean .35/.65) | A6-8 sad ok | A9-11 no utterance
     #            | B0-2 angry -> neutral | B3-5 neutral ok (u6 overlaps B0-2 by 0.5 s, B3-5 by 2 s)
@@ -156,13 +156,13 @@ def test_score_warehouse_gives_the_hand_computed_figures(tmp_path):
         "n_unmatched_utterances": 1, "labels": ["neutral", "sad", "angry"],
     }
     for version in (None, "v1"):  # the promoted model by default, or named
-        got = score_warehouse(path, truth, model_version=version)
+        got = score_warehouse(path, truth, model_version=version, settings=settings)
         assert set(got) == set(expected)
         for key, want in expected.items():
             assert got[key] == (pytest.approx(want) if isinstance(want, (float, dict)) else want), key
-    older = score_warehouse(path, truth, model_version="v0")  # everything "happy": nothing right
+    older = score_warehouse(path, truth, model_version="v0", settings=settings)  # everything "happy": nothing right
     assert older["model_version"] == "v0" and older["accuracy"] == older["uar"] == older["context_uar"] == 0.0
-    nothing = score_warehouse(path, truth, model_version="v9")  # a model that labelled nothing
+    nothing = score_warehouse(path, truth, model_version="v9", settings=settings)  # a model that labelled nothing
     assert nothing["n_labelled"] == 0 and nothing["n_unlabelled"] == 6 and np.isnan(nothing["uar"])
 
 

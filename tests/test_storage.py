@@ -39,7 +39,6 @@ def faulty_s3(s3_behind_proxy, monkeypatch):
     proxy.clear()
     use_endpoint(monkeypatch, proxy_url)
     monkeypatch.setenv("SER_S3_TIMEOUT_S", "2")
-    get_settings.cache_clear()
     fs, _ = storage.filesystem("s3://bucket")
     fs.mkdir("bucket")
     for i in range(3):
@@ -72,7 +71,7 @@ def test_slow_answer_is_retried_after_timeout(faulty_s3):
 @pytest.mark.s3
 def test_persistent_failure_is_a_clear_error(faulty_s3, monkeypatch):
     monkeypatch.setenv("SER_S3_MAX_ATTEMPTS", "2")
-    get_settings.cache_clear()
+    settings = get_settings()
     faulty_s3.add("503", method="GET", path_contains="s0.wav", count=100)
     with pytest.raises(OSError) as info:
         storage.read_bytes("s3://bucket/archive/s0.wav")

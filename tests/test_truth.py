@@ -19,13 +19,13 @@ def _truth_from(utterances: pd.DataFrame, predictions: pd.DataFrame, flip_every:
     return pd.DataFrame({"session_id": merged["session_id"], "start_s": merged["start_s"] + 0.01, "emotion": emotion})
 
 
-def test_agreement_counts_matching_turns_of_the_current_model(loaded):
+def test_agreement_counts_matching_turns_of_the_current_model(loaded, settings):
     # v2 is the newest model, so the views (and the score) use its labels.
     table = _truth_from(loaded.utterances, loaded.v2, flip_every=4)
     expected = (table["emotion"] != "not-an-emotion").mean()
     expected_ctx = (loaded.utterances.merge(loaded.v2, on="utterance_id").reset_index(drop=True)
                     .pipe(lambda m: (m["context_label"] == table["emotion"]).mean()))
-    con = warehouse.connect(loaded.path, read_only=True)
+    con = warehouse.connect(loaded.path, read_only=True, settings=settings)
     try:
         score = truth.agreement(con, table)
     finally:
@@ -36,10 +36,10 @@ def test_agreement_counts_matching_turns_of_the_current_model(loaded):
     assert abs(score.context_accuracy - expected_ctx) < 1e-9
 
 
-def test_turns_beyond_the_tolerance_are_not_matched(loaded):
+def test_turns_beyond_the_tolerance_are_not_matched(loaded, settings):
     table = _truth_from(loaded.utterances, loaded.v2, flip_every=10**9)
     table["start_s"] += 0.137  # well past the 0.05 s tolerance, short of any neighbouring turn
-    con = warehouse.connect(loaded.path, read_only=True)
+    con = warehouse.connect(loaded.path, read_only=True, settings=settings)
     try:
         score = truth.agreement(con, table)
     finally:

@@ -32,8 +32,8 @@ def _columns(con) -> list[tuple]:
 # Schema and migrations
 
 
-def test_migrations_add_up_to_schema_sql(tmp_path):
-    con = warehouse.connect(tmp_path / "a.duckdb")
+def test_migrations_add_up_to_schema_sql(tmp_path, settings):
+    con = warehouse.connect(tmp_path / "a.duckdb", settings=settings)
     assert warehouse.migrate(con) == [m.version for m in warehouse.migrations()]
     assert warehouse.migrate(con) == []  # nothing left to apply
     whole = duckdb.connect()
@@ -47,14 +47,14 @@ def test_migrations_add_up_to_schema_sql(tmp_path):
         assert keys == 1, f"{table} has no primary key"
 
 
-def test_existing_warehouse_upgrades_in_place(tmp_path):
+def test_existing_warehouse_upgrades_in_place(tmp_path, settings):
     path = tmp_path / "old.duckdb"
-    con = warehouse.connect(path)
+    con = warehouse.connect(path, settings=settings)
     assert warehouse.migrate(con, target=1) == [1]
     con.execute("INSERT INTO model_versions (model_version) VALUES ('old-model')")
     con.close()
 
-    con = warehouse.connect(path)
+    con = warehouse.connect(path, settings=settings)
     assert warehouse.schema_version(con) == 1
     assert warehouse.migrate(con) == [2, 3]
     assert con.execute("SELECT model_version, promoted_at FROM model_versions").fetchall() == [("old-model", None)]
@@ -71,15 +71,15 @@ def _counts(con) -> dict[str, int]:
             for t in ("surveys", "sessions", "participants", "session_participants", "utterances", "predictions", "quarantine")}
 
 
-def test_loading_the_same_batch_twice_inserts_nothing_twice(loaded):
-    with warehouse.writing(loaded.path) as con:
+def test_loading_the_same_batch_twice_inserts_nothing_twice(loaded, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
         before = _counts(con)
         assert before["predictions"] == 2 * len(loaded.utterances)
         assert before["sessions"] == len(loaded.survey.sessions)
         assert before["participants"] == len(PARTICIPANTS)
         again = [
-            warehouse.load_survey(con, loaded.survey),
-            warehouse.load_utterances(con, loaded.utterances),
+            warehouse.load_survey(con, loaded.survey, key=settings.pseudonym_key),
+            warehouse.load_utterances(con, loaded.utterances, key=settings.pseudonym_key),
             warehouse.load_predictions(con, loaded.v1),
             warehouse.load_predictions(con, pd.concat([loaded.v2, loaded.v2])),  # duplicates inside a batch too
         ]
@@ -88,8 +88,8 @@ def test_loading_the_same_batch_twice_inserts_nothing_twice(loaded):
     assert again[1].already_present == len(loaded.utterances)
 
 
-def test_new_model_version_keeps_old_predictions(loaded):
-    with warehouse.writing(loaded.path) as con:
+def test_new_model_version_keeps_old_predictions(loaded, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
         stored = con.execute("SELECT model_version, count(*) FROM predictions GROUP BY 1 ORDER BY 1").fetchall()
         assert stored == [("v1", len(loaded.utterances)), ("v2", len(loaded.utterances))]
         got = con.execute("SELECT utterance_id, label, confidence, p_angry FROM predictions WHERE model_version = 'v1'").df()
@@ -100,8 +100,8 @@ def test_new_model_version_keeps_old_predictions(loaded):
     np.testing.assert_allclose(merged["p_angry_db"], merged["p_angry"])
 
 
-def test_current_model_choice_session_variable_pin_promotion_latest(loaded):
-    with warehouse.writing(loaded.path) as con:
+def test_current_model_choice_session_variable_pin_promotion_latest(loaded, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
         assert warehouse.current_model(con) == ("v2", "latest")
         warehouse.promote_model(con, "v1", at=T0 + timedelta(days=2))
         assert warehouse.current_model(con) == ("v1", "promoted")
@@ -111,16 +111,16 @@ def test_current_model_choice_session_variable_pin_promotion_latest(loaded):
             warehouse.pin_model(con, "nope")
         warehouse.pin_model(con, None)
         assert warehouse.current_model(con) == ("v1", "promoted")
-    labels_v2 = warehouse.run_query(loaded.path, "SELECT utterance_id, label FROM v_labelled", model_version="v2")
-    labels_v1 = warehouse.run_query(loaded.path, "SELECT utterance_id, label FROM v_labelled")
+    labels_v2 = warehouse.run_query(loaded.path, "SELECT utterance_id, label FROM v_labelled", model_version="v2", settings=settings)
+    labels_v1 = warehouse.run_query(loaded.path, "SELECT utterance_id, label FROM v_labelled", settings=settings)
     assert dict(zip(labels_v2.utterance_id, labels_v2.label)) == dict(zip(loaded.v2.utterance_id, loaded.v2.label))
     assert dict(zip(labels_v1.utterance_id, labels_v1.label)) == dict(zip(loaded.v1.utterance_id, loaded.v1.label))
 
 
-def test_model_with_merged_labels_stores_null_probabilities(loaded):
+def test_model_with_merged_labels_stores_null_probabilities(loaded, settings):
     merged = tuple(e for e in EMOTIONS if e != "calm")
     v3 = predictions_frame(loaded.utterances, "v3-merged", seed=3, labels=merged)
-    with warehouse.writing(loaded.path) as con:
+    with warehouse.writing(loaded.path, settings=settings) as con:
         result = warehouse.load_predictions(con, v3)
         assert result.inserted == len(v3)
         nulls = con.execute("SELECT count(*) FILTER (WHERE p_calm IS NULL), count(*) FILTER (WHERE p_happy IS NULL) "
@@ -128,7 +128,7 @@ def test_model_with_merged_labels_stores_null_probabilities(loaded):
     assert nulls == (len(v3), 0)
 
 
-def test_bad_rows_go_to_quarantine_and_the_rest_loads(loaded):
+def test_bad_rows_go_to_quarantine_and_the_rest_loads(loaded, settings):
     bad = predictions_frame(loaded.utterances.head(4), "v9", seed=9)
     bad.loc[0, "utterance_id"] = "not-an-utterance"
     bad.loc[1, "label"] = "bored"
@@ -137,10 +137,10 @@ def test_bad_rows_go_to_quarantine_and_the_rest_loads(loaded):
     utts["utterance_id"] = ["u-x", "u-y"]
     utts.loc[0, "session_id"] = "no-such-session"
     utts.loc[1, "end_s"] = utts.loc[1, "start_s"] - 1
-    with warehouse.writing(loaded.path) as con:
+    with warehouse.writing(loaded.path, settings=settings) as con:
         for _ in range(2):  # re-running updates the quarantine rows instead of adding more
             p = warehouse.load_predictions(con, bad, run_id="run-1")
-            u = warehouse.load_utterances(con, utts)
+            u = warehouse.load_utterances(con, utts, key=settings.pseudonym_key)
         reasons = dict(con.execute("SELECT source, reason FROM quarantine").fetchall())
         kept = con.execute("SELECT count(*) FROM predictions WHERE model_version = 'v9'").fetchone()[0]
     assert (p.inserted, p.quarantined) == (0, 3) and kept == 1
@@ -153,16 +153,16 @@ def test_bad_rows_go_to_quarantine_and_the_rest_loads(loaded):
     assert any("end_s must be after start_s" in r for r in reasons.values())
 
 
-def test_missing_columns_raise_a_clear_error(loaded):
-    with warehouse.writing(loaded.path) as con:
+def test_missing_columns_raise_a_clear_error(loaded, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
         with pytest.raises(warehouse.WarehouseLoadError, match="confidence"):
             warehouse.load_predictions(con, loaded.v1.drop(columns=["confidence"]))
         with pytest.raises(warehouse.WarehouseLoadError, match="source"):
             warehouse.quarantine(con, [{"reason": "no source"}])
 
 
-def test_ingest_runs_quarantine_and_validation_are_recorded_once(loaded):
-    with warehouse.writing(loaded.path) as con:
+def test_ingest_runs_quarantine_and_validation_are_recorded_once(loaded, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
         run = warehouse.start_ingest_run(con, flow_run_id="flow-123", flow_name="nightly")
         assert run == "flow-123"
         assert warehouse.start_ingest_run(con, flow_run_id="flow-123", flow_name="nightly") == run
@@ -187,9 +187,9 @@ def test_ingest_runs_quarantine_and_validation_are_recorded_once(loaded):
 # Pseudonyms
 
 
-def test_no_raw_participant_ids_are_stored(loaded):
+def test_no_raw_participant_ids_are_stored(loaded, settings):
     raw_ids = [p[0] for p in PARTICIPANTS]
-    con = warehouse.connect(loaded.path, read_only=True)
+    con = warehouse.connect(loaded.path, read_only=True, settings=settings)
     try:
         for table, column in con.execute(
             "SELECT table_name, column_name FROM information_schema.columns c JOIN information_schema.tables t USING (table_name) "
@@ -205,9 +205,9 @@ def test_no_raw_participant_ids_are_stored(loaded):
     assert warehouse.pseudonymise("anna.k", KEY) != warehouse.pseudonymise("anna.k", "another-key")
 
 
-def test_key_rotation_rekeys_every_reference(loaded):
+def test_key_rotation_rekeys_every_reference(loaded, settings):
     raw_ids = [p[0] for p in PARTICIPANTS]
-    with warehouse.writing(loaded.path) as con:
+    with warehouse.writing(loaded.path, settings=settings) as con:
         before = con.execute("SELECT count(*) FROM v_labelled WHERE segment IS NOT NULL").fetchone()[0]
         assert warehouse.rotate_pseudonym_key(con, raw_ids, KEY, "new-key") == len(raw_ids)
         keys = {r[0] for r in con.execute("SELECT participant_key FROM utterances UNION SELECT participant_key FROM session_participants "
@@ -234,12 +234,12 @@ def _hold_lock(path: Path, seconds: float) -> subprocess.Popen:
     return proc
 
 
-def test_busy_warehouse_names_the_holder_after_bounded_wait(loaded):
+def test_busy_warehouse_names_the_holder_after_bounded_wait(loaded, settings):
     holder = _hold_lock(loaded.path, 20)
     try:
         started = time.monotonic()
         with pytest.raises(WarehouseBusy, match=rf"process {holder.pid} \(") as info:
-            warehouse.connect(loaded.path, read_only=True, wait_s=0.6)
+            warehouse.connect(loaded.path, read_only=True, wait_s=0.6, settings=settings)
         waited = time.monotonic() - started
         assert 0.5 <= waited < 5
         assert "waited 0.6 s" in str(info.value)
@@ -248,11 +248,11 @@ def test_busy_warehouse_names_the_holder_after_bounded_wait(loaded):
         holder.wait()
 
 
-def test_reader_waits_for_a_brief_writer(loaded):
+def test_reader_waits_for_a_brief_writer(loaded, settings):
     holder = _hold_lock(loaded.path, 1.0)
     try:
         started = time.monotonic()
-        frame = warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM utterances", settings=warehouse.get_settings().model_copy(update={"warehouse_wait_s": 20}))
+        frame = warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM utterances", settings=settings.model_copy(update={"warehouse_wait_s": 20}))
         assert time.monotonic() - started >= 0.5
         assert frame["n"].iloc[0] == len(loaded.utterances)
     finally:
@@ -263,15 +263,15 @@ def test_reader_waits_for_a_brief_writer(loaded):
 # Reading
 
 
-def test_run_query_binds_parameters_and_cannot_write(loaded):
+def test_run_query_binds_parameters_and_cannot_write(loaded, settings):
     hostile = "x'; DROP TABLE predictions; --"
-    assert warehouse.run_query(loaded.path, "SELECT * FROM sessions WHERE session_id = $s", {"s": hostile}).empty
-    assert warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM sessions WHERE market = ?", ["DE"])["n"].iloc[0] == 2
+    assert warehouse.run_query(loaded.path, "SELECT * FROM sessions WHERE session_id = $s", {"s": hostile}, settings=settings).empty
+    assert warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM sessions WHERE market = ?", ["DE"], settings=settings)["n"].iloc[0] == 2
     with pytest.raises(duckdb.Error, match="read-only"):
-        warehouse.run_query(loaded.path, "DROP TABLE predictions")
-    assert warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM predictions")["n"].iloc[0] == 2 * len(loaded.utterances)
+        warehouse.run_query(loaded.path, "DROP TABLE predictions", settings=settings)
+    assert warehouse.run_query(loaded.path, "SELECT count(*) AS n FROM predictions", settings=settings)["n"].iloc[0] == 2 * len(loaded.utterances)
     with pytest.raises(FileNotFoundError, match="ser warehouse migrate"):
-        warehouse.run_query(loaded.path.with_name("missing.duckdb"), "SELECT 1")
+        warehouse.run_query(loaded.path.with_name("missing.duckdb"), "SELECT 1", settings=settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,55 +318,55 @@ def _assert_same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str], columns
         np.testing.assert_allclose(got[column].astype(float), want[column].astype(float), err_msg=column)
 
 
-def test_wilson_macros_match_scipy_at_the_edges(loaded):
+def test_wilson_macros_match_scipy_at_the_edges(loaded, settings):
     cases = [(0, 1), (1, 1), (0, 10), (1, 10), (10, 10), (3, 14), (7, 400), (200, 400)]
     sql = " UNION ALL ".join(f"SELECT {k} AS k, {n} AS n, wilson_low({k}, {n}) AS low, wilson_high({k}, {n}) AS high" for k, n in cases)
-    got = warehouse.run_query(loaded.path, sql + " ORDER BY n, k")
+    got = warehouse.run_query(loaded.path, sql + " ORDER BY n, k", settings=settings)
     want = pd.DataFrame(cases, columns=["k", "n"]).sort_values(["n", "k"])
     want["low"], want["high"] = _wilson(want["k"], want["n"])
     _assert_same(got, want, ["n", "k"], ["low", "high"])
     assert got.loc[got["k"] == 0, "low"].eq(0.0).all() and got.loc[got["k"] == got["n"], "high"].eq(1.0).all()  # exactly, not a hair off
-    ninety = warehouse.run_query(loaded.path, "SELECT wilson_low(3, 14, z := 1.6448536269514722) AS low")["low"].iloc[0]
+    ninety = warehouse.run_query(loaded.path, "SELECT wilson_low(3, 14, z := 1.6448536269514722) AS low", settings=settings)["low"].iloc[0]
     from scipy.stats import binomtest
     assert ninety == pytest.approx(binomtest(3, 14).proportion_ci(0.90, method="wilson").low, rel=1e-12)
 
 
-def test_weekly_share_view(loaded):
+def test_weekly_share_view(loaded, settings):
     want = _share(loaded.expected(), ["survey_id", "week"], "week_utterances")
-    got = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_weekly")
+    got = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_weekly", settings=settings)
     _assert_same(got, want, ["survey_id", "week", "label"], SHARE_COLUMNS + ["week_utterances"])
     assert (got["share_low"] <= got["share"]).all() and (got["share"] <= got["share_high"]).all()
     # s3 was recorded on Sunday 23:30 at -02:00, which is Monday in UTC: it counts in the week of March 9.
     assert sorted({str(w)[:10] for w in got["week"]}) == ["2026-03-02", "2026-03-09", "2026-03-23"]
 
 
-def test_question_and_segment_share_views(loaded):
+def test_question_and_segment_share_views(loaded, settings):
     exp = loaded.expected()
     want_q = _share(exp[exp["question"].notna()], ["question"], "question_utterances")
-    got_q = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_by_question")
+    got_q = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_by_question", settings=settings)
     _assert_same(got_q, want_q, ["question", "label"], SHARE_COLUMNS + ["question_utterances"])
     long = exp.melt(id_vars=["label"] + P_COLUMNS, value_vars=["age_band", "gender", "participant_market", "segment"], var_name="attribute")
     long["attribute"] = long["attribute"].replace({"participant_market": "market"})
     want_s = _share(long, ["attribute", "value"], "group_utterances")
-    got_s = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_by_segment")
+    got_s = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_by_segment", settings=settings)
     _assert_same(got_s, want_s, ["attribute", "value", "label"], SHARE_COLUMNS + ["group_utterances"])
 
 
-def test_expected_share_sums_to_one_over_the_emotions_and_is_null_without_probabilities(loaded):
-    got = warehouse.run_query(loaded.path, "SELECT week, emotion, avg(p) AS expected FROM v_labelled_probabilities GROUP BY ALL")
+def test_expected_share_sums_to_one_over_the_emotions_and_is_null_without_probabilities(loaded, settings):
+    got = warehouse.run_query(loaded.path, "SELECT week, emotion, avg(p) AS expected FROM v_labelled_probabilities GROUP BY ALL", settings=settings)
     np.testing.assert_allclose(got.groupby("week")["expected"].sum(), 1.0)  # every emotion, also those never the label
     bare = loaded.v1[["utterance_id", "label", "confidence"]].assign(model_version="bare")  # a model that stored no probabilities
-    with warehouse.writing(loaded.path) as con:
+    with warehouse.writing(loaded.path, settings=settings) as con:
         warehouse.load_predictions(con, bare)
-    shares = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_weekly", model_version="bare")
+    shares = warehouse.run_query(loaded.path, "SELECT * FROM v_emotion_share_weekly", model_version="bare", settings=settings)
     want = _share(loaded.expected("v1"), ["survey_id", "week"], "week_utterances")
     _assert_same(shares, want, ["survey_id", "week", "label"], ["n_utterances", "share", "share_low", "share_high"])
     assert shares["expected_share"].isna().all()  # unknown, not zero
     for view, column in [("v_negative_trend", "expected_negative_share"), ("v_session_arc", "expected_running_negative_share")]:
-        assert warehouse.run_query(loaded.path, f"SELECT * FROM {view}", model_version="bare")[column].isna().all(), view
+        assert warehouse.run_query(loaded.path, f"SELECT * FROM {view}", model_version="bare", settings=settings)[column].isna().all(), view
 
 
-def test_session_arc_view(loaded):
+def test_session_arc_view(loaded, settings):
     exp = loaded.expected().sort_values(["session_id", "utterance_index"])
     by_session = exp.groupby("session_id")
     exp["n_utterances_so_far"] = by_session.cumcount() + 1
@@ -375,14 +375,14 @@ def test_session_arc_view(loaded):
     exp["running_negative_share_low"], exp["running_negative_share_high"] = _wilson(exp["n_negative_so_far"], exp["n_utterances_so_far"])
     exp["negative_probability"] = exp[[f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]].sum(axis=1)
     exp["expected_running_negative_share"] = exp.groupby("session_id")["negative_probability"].transform(lambda s: s.expanding().mean())
-    got = warehouse.run_query(loaded.path, "SELECT * FROM v_session_arc")
+    got = warehouse.run_query(loaded.path, "SELECT * FROM v_session_arc", settings=settings)
     _assert_same(got, exp, ["session_id", "utterance_index", "utterance_id", "label"],
                  ["start_s", "negative_probability", "n_utterances_so_far", "n_negative_so_far", "running_negative_share",
                   "running_negative_share_low", "running_negative_share_high", "expected_running_negative_share"])
     assert (got.sort_values(["session_id", "utterance_index"])["spoken_at"].reset_index(drop=True) == exp["spoken_at"].reset_index(drop=True)).all()
 
 
-def test_negative_trend_view_compares_with_the_previous_week_with_data_and_gives_counts_and_intervals(loaded):
+def test_negative_trend_view_compares_with_the_previous_week_with_data_and_gives_counts_and_intervals(loaded, settings):
     from scipy.stats import binomtest
 
     exp = loaded.expected()
@@ -395,7 +395,7 @@ def test_negative_trend_view_compares_with_the_previous_week_with_data_and_gives
     intervals = [binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson") for k, n in zip(weekly["n_negative"], weekly["n_utterances"])]
     weekly["negative_share_low"] = [ci.low for ci in intervals]
     weekly["negative_share_high"] = [ci.high for ci in intervals]
-    got = warehouse.run_query(loaded.path, "SELECT * FROM v_negative_trend")
+    got = warehouse.run_query(loaded.path, "SELECT * FROM v_negative_trend", settings=settings)
     _assert_same(got, weekly, ["week"], ["n_utterances", "n_negative", "negative_share", "change_from_previous", "weeks_since_previous",
                                          "negative_share_low", "negative_share_high"])
     np.testing.assert_allclose(got.sort_values("week")["expected_negative_share"], weekly["expected_negative_share"], atol=1e-5)  # float32 p
@@ -403,8 +403,8 @@ def test_negative_trend_view_compares_with_the_previous_week_with_data_and_gives
     assert (got.sort_values("week")["weeks_since_previous"].dropna() > 1).any()  # and the gap is said
 
 
-def test_every_share_in_a_view_has_its_counts_interval_and_expected_share(loaded):
-    con = warehouse.connect(loaded.path, read_only=True)
+def test_every_share_in_a_view_has_its_counts_interval_and_expected_share(loaded, settings):
+    con = warehouse.connect(loaded.path, read_only=True, settings=settings)
     try:
         columns = con.execute("SELECT table_name, list(column_name) FROM information_schema.columns WHERE table_name IN "
                               "(SELECT view_name FROM duckdb_views() WHERE NOT internal) GROUP BY 1").fetchall()
@@ -419,17 +419,17 @@ def test_every_share_in_a_view_has_its_counts_interval_and_expected_share(loaded
     assert checked == {"v_emotion_share_weekly", "v_emotion_share_by_question", "v_emotion_share_by_segment", "v_session_arc", "v_negative_trend"}
 
 
-def test_moments_review_queue_and_model_comparison_views(loaded):
+def test_moments_review_queue_and_model_comparison_views(loaded, settings):
     exp = loaded.expected()
     moments = exp[~exp["label"].isin(["neutral", "calm"])].sort_values(["confidence", "utterance_id"], ascending=[False, True])
-    got = warehouse.run_query(loaded.path, "SELECT * FROM v_emotional_moments ORDER BY rank")
+    got = warehouse.run_query(loaded.path, "SELECT * FROM v_emotional_moments ORDER BY rank", settings=settings)
     assert list(got["utterance_id"]) == list(moments["utterance_id"])
     assert list(got["rank"]) == list(range(1, len(moments) + 1))
 
     for threshold in (None, 0.7):
         cut = 0.5 if threshold is None else threshold
         queue = exp[(exp["confidence"] < cut) | (exp["context_label"] != exp["label"])]
-        got = warehouse.run_query(loaded.path, "SELECT * FROM v_review_queue", review_threshold=threshold)
+        got = warehouse.run_query(loaded.path, "SELECT * FROM v_review_queue", review_threshold=threshold, settings=settings)
         assert set(got["utterance_id"]) == set(queue["utterance_id"])
         assert list(got["confidence"]) == sorted(got["confidence"])
         low = set(got.loc[got["reason"] == "low confidence", "utterance_id"])
@@ -438,37 +438,39 @@ def test_moments_review_queue_and_model_comparison_views(loaded):
     both = loaded.v1[["utterance_id", "label"]].merge(loaded.v2[["utterance_id", "label"]], on="utterance_id", suffixes=("_old", "_new"))
     want = both.groupby(["label_old", "label_new"]).size().rename("n_utterances").reset_index()
     want.columns = ["other_label", "current_label", "n_utterances"]
-    got = warehouse.run_query(loaded.path, "SELECT * FROM v_model_label_transitions")
+    got = warehouse.run_query(loaded.path, "SELECT * FROM v_model_label_transitions", settings=settings)
     assert set(got["other_version"]) == {"v1"} and set(got["current_version"]) == {"v2"}
     _assert_same(got, want, ["other_label", "current_label"], ["n_utterances"])
-    changed = warehouse.run_query(loaded.path, "SELECT count(*) FILTER (WHERE label_changed) AS n FROM v_model_comparison")["n"].iloc[0]
+    changed = warehouse.run_query(loaded.path, "SELECT count(*) FILTER (WHERE label_changed) AS n FROM v_model_comparison", settings=settings)["n"].iloc[0]
     assert changed == (both["label_old"] != both["label_new"]).sum()
 
 
 @pytest.mark.slow
-def test_concurrent_writers_take_turns(loaded):
+def test_concurrent_writers_take_turns(loaded, settings):
     """Two processes load different model versions at once; the second waits, neither fails."""
     code = textwrap.dedent("""
         import sys
         import pandas as pd
         from ser_pipeline import warehouse
+        from ser_pipeline.settings import get_settings
         path, version = sys.argv[1], sys.argv[2]
-        ids = warehouse.run_query(path, "SELECT utterance_id FROM utterances")["utterance_id"]
+        settings = get_settings()
+        ids = warehouse.run_query(path, "SELECT utterance_id FROM utterances", settings=settings)["utterance_id"]
         frame = pd.DataFrame({"utterance_id": ids, "model_version": version, "label": "happy", "confidence": 0.8})
         for _ in range(5):
-            with warehouse.writing(path) as con:
+            with warehouse.writing(path, settings=settings) as con:
                 warehouse.load_predictions(con, frame)
     """)
     env = {**__import__("os").environ, "PYTHONPATH": str(Path(warehouse.__file__).parents[1]), "SER_WAREHOUSE_WAIT_S": "60"}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(loaded.path), v], env=env, stderr=subprocess.PIPE, text=True) for v in ("w1", "w2")]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
-    counts = warehouse.run_query(loaded.path, "SELECT model_version, count(*) AS n FROM predictions WHERE model_version LIKE 'w%' GROUP BY 1 ORDER BY 1")
+    counts = warehouse.run_query(loaded.path, "SELECT model_version, count(*) AS n FROM predictions WHERE model_version LIKE 'w%' GROUP BY 1 ORDER BY 1", settings=settings)
     assert counts.values.tolist() == [["w1", len(loaded.utterances)], ["w2", len(loaded.utterances)]]
 
 
-def test_model_metrics_are_stored_as_json_numbers(loaded):
-    with warehouse.writing(loaded.path) as con:
+def test_model_metrics_are_stored_as_json_numbers(loaded, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
         warehouse.record_model_version(con, "v3", metrics={"uar": np.float32(0.5), "recall": np.array([0.25, 0.75]), "n": np.int64(40)},
                                        labels=list(EMOTIONS), feature_spec="abc123")
         warehouse.record_model_version(con, "v3", promoted_at=T0)  # a later update keeps what it does not name

@@ -46,7 +46,7 @@ def _oracle(utts: pd.DataFrame, truth: pd.DataFrame, version: str, accuracy: flo
 
 
 @pytest.mark.slow
-def test_generated_archive_loads_idempotently_and_views_match_truth(tmp_path):
+def test_generated_archive_loads_idempotently_and_views_match_truth(tmp_path, settings):
     archive = (tmp_path / "archive").as_uri()
     truth = synth.generate_archive(archive, n_surveys=2, sessions_per_survey=3, participants_per_session=3,
                                    utterances_per_session=8, sidecar="mixed", turn_duration_s=(0.4, 0.8), sample_rate=8000)
@@ -60,10 +60,10 @@ def test_generated_archive_loads_idempotently_and_views_match_truth(tmp_path):
     v2 = _oracle(utts, truth, "noisy-v2", accuracy=0.6, seed=2)
     path = tmp_path / "wh.duckdb"
     for attempt in range(2):  # the nightly flow re-running the same batch
-        with warehouse.writing(path) as con:
+        with warehouse.writing(path, settings=settings) as con:
             run = warehouse.start_ingest_run(con, flow_run_id="nightly-1")
-            results = [warehouse.load_survey(con, s) for s in surveys]
-            results.append(warehouse.load_utterances(con, utts))
+            results = [warehouse.load_survey(con, s, key=settings.pseudonym_key) for s in surveys]
+            results.append(warehouse.load_utterances(con, utts, key=settings.pseudonym_key))
             results.append(warehouse.load_predictions(con, v1, run_id=run))
             warehouse.finish_ingest_run(con, run, n_utterances=len(utts), n_predictions=len(v1))
         inserted = sum(r.inserted for r in results)
@@ -73,29 +73,29 @@ def test_generated_archive_loads_idempotently_and_views_match_truth(tmp_path):
     truth_week = pd.to_datetime(truth["recorded_at"], utc=True).dt.tz_localize(None)
     truth["week"] = (truth_week.dt.normalize() - pd.to_timedelta(truth_week.dt.weekday, unit="D")).dt.date.astype(str)
     want = truth.groupby(["survey_id", "week", "emotion"]).size().rename("n").reset_index()
-    got = warehouse.run_query(path, "SELECT survey_id, CAST(week AS VARCHAR) AS week, label AS emotion, n_utterances AS n FROM v_emotion_share_weekly")
+    got = warehouse.run_query(path, "SELECT survey_id, CAST(week AS VARCHAR) AS week, label AS emotion, n_utterances AS n FROM v_emotion_share_weekly", settings=settings)
     pd.testing.assert_frame_equal(got.sort_values(["survey_id", "week", "emotion"]).reset_index(drop=True),
                                   want.sort_values(["survey_id", "week", "emotion"]).reset_index(drop=True), check_dtype=False)
     negative = truth.assign(neg=truth["emotion"].isin(NEGATIVE_EMOTIONS)).groupby("survey_id")["neg"].mean()
-    by_market = {sv: warehouse.run_named_query(path, "negative_share_by_market", {"survey": sv}) for sv in negative.index}
+    by_market = {sv: warehouse.run_named_query(path, "negative_share_by_market", {"survey": sv}, settings=settings) for sv in negative.index}
     for sv, frame in by_market.items():
         assert frame["negative_share"].iloc[0] == pytest.approx(negative[sv], abs=1e-4)
 
     # A second model version: added beside the first, becomes current, and the comparison shows what moved.
-    with warehouse.writing(path) as con:
+    with warehouse.writing(path, settings=settings) as con:
         assert warehouse.load_predictions(con, v2).inserted == len(utts)
         warehouse.promote_model(con, "noisy-v2")
         counts = dict(con.execute("SELECT model_version, count(*) FROM predictions GROUP BY 1").fetchall())
     assert counts == {"oracle-v1": len(utts), "noisy-v2": len(utts)}
-    moved = warehouse.run_named_query(path, "model_label_changes", {"old_version": "oracle-v1", "new_version": "noisy-v2"})
+    moved = warehouse.run_named_query(path, "model_label_changes", {"old_version": "oracle-v1", "new_version": "noisy-v2"}, settings=settings)
     assert moved["n_utterances"].sum() == len(utts)
     changed = moved.loc[moved["old_label"] != moved["new_label"], "n_utterances"].sum()
     assert changed == (v1.set_index("utterance_id")["label"] != v2.set_index("utterance_id")["label"]).sum()
-    current = warehouse.run_query(path, "SELECT model_version, chosen_by FROM v_current_model")
+    current = warehouse.run_query(path, "SELECT model_version, chosen_by FROM v_current_model", settings=settings)
     assert current.iloc[0].tolist() == ["noisy-v2", "promoted"]
 
     # Every analysts' query answers on the generated archive too (exact answers: tests/test_queries.py).
     params = {"survey": "SV01", "session": "SV01-S01", "old_version": "oracle-v1", "new_version": "noisy-v2"}
     for name, query in warehouse.named_queries().items():
-        frame = warehouse.run_named_query(path, name, {k: v for k, v in params.items() if k in dict(query.params)})
+        frame = warehouse.run_named_query(path, name, {k: v for k, v in params.items() if k in dict(query.params)}, settings=settings)
         assert not frame.empty, name

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ._common import EXIT_USAGE, fail, print_json
+from ._common import EXIT_USAGE, fail, print_json, settings_from
 
 synth_app = typer.Typer(help="Generate labelled emotional speech and focus-group archives (deterministic from --seed).", no_args_is_help=True)
 corpus_app = typer.Typer(help="Inspect training corpora (RAVDESS, CREMA-D, SAVEE, TESS, synth).", no_args_is_help=True)
@@ -100,10 +100,11 @@ def corpus_list(
     """Count a corpus's clips per emotion and speaker; list files that do not follow its naming (exit 1 if any)."""
     from ser_pipeline.training.corpora import detect_corpus, items_frame, read_corpus
 
+    settings = settings_from()
     skipped: list = []
     try:
-        name = detect_corpus(url) if corpus == "auto" else corpus
-        frame = items_frame(read_corpus(name, url, skipped))
+        name = detect_corpus(url, settings) if corpus == "auto" else corpus
+        frame = items_frame(read_corpus(name, url, skipped, settings))
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE if "unknown corpus" in str(exc) else 1)
     summary = {

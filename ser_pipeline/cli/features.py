@@ -20,7 +20,7 @@ def _items(source_url: str, corpus: str, settings) -> tuple[list, str, list]:
         from ser_pipeline.training.corpora import detect_corpus
 
         try:
-            corpus = detect_corpus(source_url)
+            corpus = detect_corpus(source_url, settings)
         except ValueError as exc:
             typer.secho(f"note: reading as plain audio, no corpus recognised ({exc})", err=True)
             corpus = "plain"
@@ -35,7 +35,7 @@ def _items(source_url: str, corpus: str, settings) -> tuple[list, str, list]:
     from ser_pipeline.training.corpora import read_corpus
 
     skipped: list = []
-    items = list(read_corpus(corpus, source_url, skipped))
+    items = list(read_corpus(corpus, source_url, skipped, settings))
     return items, items[0].corpus if items else corpus, [(s.path, s.reason) for s in skipped]
 
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ._common import EXIT_FAILURE, EXIT_USAGE, fail, print_json
+from ._common import EXIT_FAILURE, EXIT_USAGE, fail, print_json, settings_from
 
 manifest_app = typer.Typer(help="Survey manifests (docs/WAREHOUSE.md, Manifest schema).", no_args_is_help=True)
 
@@ -45,9 +45,10 @@ def manifest_init(
         tz = parse_utc_offset(utc_offset)
     except ValueError as exc:
         fail(f"--utc-offset: {exc}", EXIT_USAGE)
+    settings = settings_from()
     try:
         skeleton = manifest_skeleton(url, tz=tz, participants_per_recording=per_recording, participant_ids=participant or None,
-                                     session_prefix=session_prefix)
+                                     session_prefix=session_prefix, settings=settings)
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)
     except ManifestError as exc:
@@ -55,7 +56,7 @@ def manifest_init(
     written = False
     if not dry_run:
         try:
-            write_manifest_skeleton(skeleton, force=force)
+            write_manifest_skeleton(skeleton, force=force, settings=settings)
         except FileExistsError as exc:
             fail(f"{exc} (use --force to replace, or --dry-run to see the skeleton)", EXIT_FAILURE)
         written = True

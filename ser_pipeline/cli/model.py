@@ -250,7 +250,7 @@ def register(app: typer.Typer) -> None:
                 from ser_pipeline.evaluation.sessions import evaluate_sessions
 
                 wanted = set(utterances.utterance_id)
-                clips = [i for name, url in corpora.items() for i in read_corpus(name, url) if i.utterance_id in wanted]
+                clips = [i for name, url in corpora.items() for i in read_corpus(name, url, settings=settings) if i.utterance_id in wanted]
                 with tempfile.TemporaryDirectory(prefix="ser-sessions-") as workdir:
                     session_score = evaluate_sessions(settings, clips, workdir, model=str(trained.version), seed=seed)
                 session_score = {k: v for k, v in session_score.items() if k not in ("run", "archive_url", "warehouse_path")}

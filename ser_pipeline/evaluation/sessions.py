@@ -30,7 +30,7 @@ import pandas as pd
 
 from ser_pipeline.training.corpora import CorpusItem
 from ser_pipeline.labels import EMOTIONS
-from ser_pipeline.settings import Settings, get_settings, override
+from ser_pipeline.settings import Settings, override
 from ser_pipeline.storage import join, write_bytes_atomic
 from ser_pipeline.synthetic import _csv_bytes, _encode, _room_tone
 
@@ -110,7 +110,7 @@ def assemble_session_archive(
     turns: str = "rttm",
     survey_id: str = "EVAL",
     mean_run: float = 4.0,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> SessionArchive:
     """Write focus-group recordings built from ``clips`` under ``archive_url``/``survey_id``.
 
@@ -132,7 +132,6 @@ def assemble_session_archive(
         raise ValueError(f"turns must be one of {_TURNS}, not {turns!r}")
     if not clips or speakers_per_session < 1 or utterances_per_session < 1:
         raise ValueError("need clips, speakers_per_session >= 1 and utterances_per_session >= 1")
-    settings = settings or get_settings()
     rng = np.random.default_rng([seed, 20])
     speakers = sorted({c.speaker for c in clips})
     pid = {s: f"{survey_id}-P{i + 1:02d}" for i, s in enumerate(speakers)}
@@ -218,7 +217,8 @@ def _scores(y_true: Sequence[str], y_pred: Sequence[str]) -> tuple[float, float]
     return float(np.mean(y_true == y_pred)), float(recall_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
 
 
-def score_warehouse(warehouse_path: str | Path, truth: pd.DataFrame, model_version: str | None = None) -> dict[str, Any]:
+def score_warehouse(warehouse_path: str | Path, truth: pd.DataFrame, model_version: str | None = None, *,
+                    settings: Settings) -> dict[str, Any]:
     """Score the labels a warehouse holds for ``truth``'s sessions against ``truth``.
 
     ``truth``: one row per placed clip with ``session_id, start_s, end_s, emotion`` (and
@@ -236,7 +236,7 @@ def score_warehouse(warehouse_path: str | Path, truth: pd.DataFrame, model_versi
     ``n_unlabelled`` (the rest; left out of the figures, never dropped silently),
     ``n_utterances`` (in truth's sessions), ``n_utterances_labelled``, ``n_unmatched_utterances``
     (overlapping no clip), ``labels`` (the emotions UAR averages over: those of the scored
-    clips) and ``model_version``.
+    clips) and ``model_version``. ``settings``: the caller's, for the warehouse connection.
     """
     from ser_pipeline.warehouse import run_query
 
@@ -249,7 +249,7 @@ def score_warehouse(warehouse_path: str | Path, truth: pd.DataFrame, model_versi
         "FROM utterances u LEFT JOIN predictions p ON p.utterance_id = u.utterance_id "
         "AND p.model_version = (SELECT model_version FROM v_current_model) "
         "WHERE u.session_id IN (SELECT unnest($sessions)) ORDER BY u.session_id, u.start_s, u.utterance_id",
-        {"sessions": sessions}, model_version=model_version,
+        {"sessions": sessions}, model_version=model_version, settings=settings,
     )
     utts["clip"] = _assign(utts, truth)
     labelled = utts[utts["label"].notna() & (utts["clip"] >= 0)]
@@ -316,7 +316,7 @@ def evaluate_sessions(
     assemble_kwargs.setdefault("sample_rate", settings.sample_rate)
     archive = assemble_session_archive(clips, run.archive_url, condition=condition, seed=seed, settings=run, **assemble_kwargs)
     report = run_nightly(model=model, settings=run)
-    scores = score_warehouse(warehouse_path, archive.truth, model_version=report.model_version)
+    scores = score_warehouse(warehouse_path, archive.truth, model_version=report.model_version, settings=run)
     return {
         **scores, "condition": condition, "seed": seed, "run_status": report.status, "error": report.error,
         "utterances_labelled": report.predictions_loaded, "quarantined": len(report.quarantined),

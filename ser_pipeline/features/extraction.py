@@ -29,7 +29,7 @@ from fsspec.core import strip_protocol
 from ser_pipeline.errors import AudioDecodeError
 from ser_pipeline.features.spec import FeatureSpec, clip_windows
 from ser_pipeline.features.frames import extract_features
-from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.settings import Settings
 
 PLAIN_SOURCE = "plain"
 
@@ -211,9 +211,10 @@ def featurize(
     source_url: str | None = None,
     chunk_size: int = 8,
     flush_rows: int = 256,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> ExtractionSummary:
-    """Featurise ``items`` into the store at ``store_url``, skipping what it already holds.
+    """Featurise ``items`` into the store at ``store_url`` (else ``settings.feature_store_url``),
+    skipping what it already holds; the caller's ``settings`` also open the files and the store.
 
     ``workers``: processes (0: ``settings.workers``, whose 0 means all cores; 1: in this
     process, no pool). ``source_url``: the folder plain URLs were listed from, so their
@@ -224,7 +225,6 @@ def featurize(
     from ser_pipeline.features.store import stored_hashes
 
     started = time.perf_counter()
-    settings = settings or get_settings()
     spec = spec or FeatureSpec.from_settings(settings)
     store_url = store_url or settings.feature_store_url
     workers = workers or settings.effective_workers()

@@ -85,11 +85,8 @@ class FeatureSpec:
             raise ValueError("pitch range must satisfy 0 < pitch_fmin < pitch_fmax and sample_rate / pitch_fmin < n_fft / 2")
 
     @classmethod
-    def from_settings(cls, settings=None, **changes) -> "FeatureSpec":
-        """The spec at the configured sample rate (``SER_SAMPLE_RATE``), with ``changes`` applied."""
-        from ser_pipeline.settings import get_settings
-
-        settings = settings or get_settings()
+    def from_settings(cls, settings, **changes) -> "FeatureSpec":
+        """The spec at the caller's sample rate (``settings.sample_rate``), with ``changes`` applied."""
         return cls(**{"sample_rate": settings.sample_rate, **changes})
 
     @property

@@ -25,8 +25,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 
-def sticky_transitions(n_classes: int, stay: float = 0.8) -> np.ndarray:
-    """``(K, K)``: ``stay`` on the diagonal, ``(1 - stay) / (K - 1)`` elsewhere."""
+def sticky_transitions(n_classes: int, stay: float) -> np.ndarray:
+    """``(K, K)``: ``stay`` on the diagonal, ``(1 - stay) / (K - 1)`` elsewhere. ``stay`` is the
+    caller's ``Settings.context_stay``, the one place its value is written."""
     if not 0.0 <= stay <= 1.0:
         raise ValueError("stay must be in [0, 1]")
     if n_classes == 1:

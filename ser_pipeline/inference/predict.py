@@ -12,9 +12,9 @@ from ser_pipeline.errors import FeatureSpecMismatch
 from ser_pipeline.labels import EMOTIONS
 
 
-def spec_of(trained: Any, settings: Any = None) -> Any:
+def spec_of(trained: Any, settings: Any) -> Any:
     """The FeatureSpec ``trained`` was trained on: its stored spec, or for models saved
-    before specs were stored, the configured sample rate's spec for its input kind."""
+    before specs were stored, the spec at ``settings.sample_rate`` for its input kind."""
     from ser_pipeline.features.spec import FeatureSpec
     from ser_pipeline.training.networks import feature_spec_for
 

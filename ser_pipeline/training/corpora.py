@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, fields
 import pandas as pd
 
 from ser_pipeline.labels import EMOTIONS, LabelSet
+from ser_pipeline.settings import Settings
 from ser_pipeline.storage import AUDIO_EXTENSIONS, filesystem, list_files, open_url
 
 log = logging.getLogger(__name__)
@@ -162,16 +163,16 @@ class _Demographic:
     age: int | None
 
 
-def _read_crema_demographics(url: str) -> dict[str, _Demographic]:
+def _read_crema_demographics(url: str, settings: Settings | None) -> dict[str, _Demographic]:
     """``VideoDemographics.csv`` beside the audio or one folder up, keyed by ActorID; {} if absent."""
-    fs, root = filesystem(url)
+    fs, root = filesystem(url, settings)
     for folder in (root.rstrip("/"), posixpath.dirname(root.rstrip("/"))):
         if not folder:
             continue  # the audio sits at a bucket's root: there is no folder above it
         path = posixpath.join(folder, CREMA_D_DEMOGRAPHICS)
         if not fs.exists(path):
             continue
-        with open_url(fs.unstrip_protocol(path), "rb") as fh:
+        with open_url(fs.unstrip_protocol(path), "rb", settings) as fh:
             frame = pd.read_csv(fh, dtype=str)
         missing = {"ActorID", "Age", "Sex"} - set(frame.columns)
         if missing:
@@ -338,8 +339,8 @@ def parse_synth(url: str) -> CorpusItem:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _audio_files(url: str) -> list[str]:
-    return list_files(url, AUDIO_EXTENSIONS)
+def _audio_files(url: str, settings: Settings | None) -> list[str]:
+    return list_files(url, AUDIO_EXTENSIONS, settings)
 
 
 def _is_hidden(url: str, root: str) -> bool:
@@ -347,9 +348,10 @@ def _is_hidden(url: str, root: str) -> bool:
     return any(part.startswith((".", "_")) for part in rel.split("/") if part)
 
 
-def _read(url: str, corpus: str, parse: Callable[[str], CorpusItem], skipped: list[SkippedFile] | None) -> list[CorpusItem]:
-    files = _audio_files(url)
-    fs, base = filesystem(url)
+def _read(url: str, corpus: str, parse: Callable[[str], CorpusItem], skipped: list[SkippedFile] | None,
+          settings: Settings | None) -> list[CorpusItem]:
+    files = _audio_files(url, settings)
+    fs, base = filesystem(url, settings)
     base_url = fs.unstrip_protocol(base.rstrip("/"))
     items: list[CorpusItem] = []
     seen: dict[str, str] = {}
@@ -373,29 +375,29 @@ def _read(url: str, corpus: str, parse: Callable[[str], CorpusItem], skipped: li
     return items
 
 
-def read_ravdess(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
+def read_ravdess(url: str, skipped: list[SkippedFile] | None = None, settings: Settings | None = None) -> list[CorpusItem]:
     """RAVDESS speech clips under ``url`` (any folder depth, e.g. ``Actor_01/…``)."""
-    return _read(url, "ravdess", _parse_ravdess, skipped)
+    return _read(url, "ravdess", _parse_ravdess, skipped, settings)
 
 
-def read_crema_d(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
+def read_crema_d(url: str, skipped: list[SkippedFile] | None = None, settings: Settings | None = None) -> list[CorpusItem]:
     """CREMA-D clips under ``url``; sex and age from ``VideoDemographics.csv`` when present."""
-    return _read(url, "crema_d", _crema_parser(_read_crema_demographics(url)), skipped)
+    return _read(url, "crema_d", _crema_parser(_read_crema_demographics(url, settings)), skipped, settings)
 
 
-def read_savee(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
+def read_savee(url: str, skipped: list[SkippedFile] | None = None, settings: Settings | None = None) -> list[CorpusItem]:
     """SAVEE clips under ``url``, flat (``DC_a01.wav``) or in speaker folders (``DC/a01.wav``)."""
-    return _read(url, "savee", _parse_savee, skipped)
+    return _read(url, "savee", _parse_savee, skipped, settings)
 
 
-def read_tess(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
+def read_tess(url: str, skipped: list[SkippedFile] | None = None, settings: Settings | None = None) -> list[CorpusItem]:
     """TESS clips under ``url``; emotions matched case-insensitively."""
-    return _read(url, "tess", _parse_tess, skipped)
+    return _read(url, "tess", _parse_tess, skipped, settings)
 
 
-def read_synth(url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
+def read_synth(url: str, skipped: list[SkippedFile] | None = None, settings: Settings | None = None) -> list[CorpusItem]:
     """Clips written by :func:`ser_pipeline.synthetic.generate_corpus`."""
-    return _read(url, "synth", parse_synth, skipped)
+    return _read(url, "synth", parse_synth, skipped, settings)
 
 
 READERS: dict[str, Callable[..., list[CorpusItem]]] = {
@@ -423,12 +425,12 @@ def _canonical(name: str) -> str:
     return key
 
 
-def detect_corpus(url: str) -> str:
+def detect_corpus(url: str, settings: Settings | None = None) -> str:
     """The corpus whose naming convention matches most of the audio files under ``url``.
 
     Raises ``ValueError`` when there is no audio or no convention matches at least half of it.
     """
-    files = _audio_files(url)
+    files = _audio_files(url, settings)
     if not files:
         raise ValueError(f"{url}: no audio files found")
     counts = {name: 0 for name in _NAME_PARSERS}
@@ -447,10 +449,12 @@ def detect_corpus(url: str) -> str:
     return best
 
 
-def read_corpus(name: str, url: str, skipped: list[SkippedFile] | None = None) -> list[CorpusItem]:
-    """Read corpus ``name`` (``ravdess``, ``crema_d``, ``savee``, ``tess``, ``synth`` or ``auto``)."""
-    key = detect_corpus(url) if name.strip().lower() == "auto" else _canonical(name)
-    return READERS[key](url, skipped)
+def read_corpus(name: str, url: str, skipped: list[SkippedFile] | None = None,
+                settings: Settings | None = None) -> list[CorpusItem]:
+    """Read corpus ``name`` (``ravdess``, ``crema_d``, ``savee``, ``tess``, ``synth`` or ``auto``)
+    with the caller's ``settings`` (the store's options; None: fsspec's defaults, see ``storage``)."""
+    key = detect_corpus(url, settings) if name.strip().lower() == "auto" else _canonical(name)
+    return READERS[key](url, skipped, settings)
 
 
 ITEM_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CorpusItem))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.settings import Settings
 from ser_pipeline.training.splits import Split
 
 
@@ -54,20 +54,22 @@ def load_labelled(
     spec: Any,
     families: Sequence[str],
     store_url: str | None = None,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
     progress: bool = True,
 ) -> LabelledSet:
-    """Read ``{corpus name: url}``, featurise into the store, and return the aligned windows."""
+    """Read ``{corpus name: url}``, featurise into the store (``store_url``, else
+    ``settings.feature_store_url``), and return the aligned windows. The corpora are read with
+    the caller's ``settings`` too, so an ``s3://`` corpus uses the same endpoint as the store."""
     from ser_pipeline.training.corpora import SkippedFile, read_corpus
     from ser_pipeline.features.extraction import featurize
     from ser_pipeline.features.store import read_features
 
-    settings = settings or get_settings()
     store_url = store_url or settings.feature_store_url
     items = []
     skipped: list[SkippedFile] = []
     for name, url in corpora.items():
-        items.extend(read_corpus(name, url, skipped=skipped))
+        items.extend(read_corpus(name, url, skipped=skipped, settings=settings))
     if not items:
         empty = pd.DataFrame(columns=["utterance_id", "window", "speaker", "gender", "emotion", "corpus", "path"])
         return LabelledSet(empty, {f: np.zeros((0, *spec.shapes[f]), np.float32) for f in families},

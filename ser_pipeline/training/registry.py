@@ -13,6 +13,9 @@ Layout under ``Settings.registry_url`` (``file://`` or ``s3://``, through fsspec
 sort by creation time (``20261126T181500-1a2b3c``). ``promote_if_better`` promotes a new
 model only when its UAR beats the champion's *on the same test speakers*; figures on
 different speakers are not comparable.
+
+Every function takes the registry's URL (the caller's ``Settings.registry_url``) and the
+caller's ``settings`` for the store's options; nothing is looked up here.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from ser_pipeline.errors import SerError
 from ser_pipeline.labels import LabelSet
 from ser_pipeline.training.normalization import Normalizer
-from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.settings import Settings
 from ser_pipeline.storage import filesystem, join, read_bytes, write_bytes_atomic
 
 CHAMPION = "champion"
@@ -52,10 +55,6 @@ class ModelInfo:
     champion: bool
 
 
-def _url(settings: Settings, registry_url: str | None) -> str:
-    return str(registry_url or settings.registry_url)
-
-
 def new_version(fingerprint: str = "") -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}-{(fingerprint[:4] or '')}{uuid.uuid4().hex[:4]}"
@@ -63,14 +62,13 @@ def new_version(fingerprint: str = "") -> str:
 
 def save_model(
     trained: Any,
-    metrics: dict[str, Any] | None = None,
-    registry_url: str | None = None,
+    metrics: dict[str, Any] | None,
+    registry_url: str,
     version: str | None = None,
     settings: Settings | None = None,
 ) -> str:
     """Store ``trained`` (a TrainedModel) and its test ``metrics``; returns the new version."""
-    settings = settings or get_settings()
-    root = _url(settings, registry_url)
+    root = str(registry_url)
     version = version or new_version(trained.fingerprint)
     prefix = join(root, "models", version)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,36 +89,33 @@ def save_model(
     return version
 
 
-def _read_json(url: str, settings: Settings) -> dict[str, Any] | None:
+def _read_json(url: str, settings: Settings | None) -> dict[str, Any] | None:
     fs, path = filesystem(url, settings)
     if not fs.exists(path):
         return None
     return json.loads(read_bytes(url, settings))
 
 
-def champion_version(registry_url: str | None = None, settings: Settings | None = None) -> str | None:
-    settings = settings or get_settings()
-    pointer = _read_json(join(_url(settings, registry_url), "champion.json"), settings)
+def champion_version(registry_url: str, settings: Settings | None = None) -> str | None:
+    pointer = _read_json(join(str(registry_url), "champion.json"), settings)
     return pointer["version"] if pointer else None
 
 
-def _meta(root: str, version: str, settings: Settings) -> dict[str, Any]:
+def _meta(root: str, version: str, settings: Settings | None) -> dict[str, Any]:
     meta = _read_json(join(root, "models", version, "meta.json"), settings)
     if meta is None:
         raise ModelNotFound(f"no model version {version!r} in registry {root}")
     return meta
 
 
-def model_meta(version: str, registry_url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+def model_meta(version: str, registry_url: str, settings: Settings | None = None) -> dict[str, Any]:
     """The stored description of ``version`` (meta.json); raises :class:`ModelNotFound`."""
-    settings = settings or get_settings()
-    return _meta(_url(settings, registry_url), version, settings)
+    return _meta(str(registry_url), version, settings)
 
 
-def list_models(registry_url: str | None = None, settings: Settings | None = None) -> list[ModelInfo]:
+def list_models(registry_url: str, settings: Settings | None = None) -> list[ModelInfo]:
     """Every complete model version, oldest first."""
-    settings = settings or get_settings()
-    root = _url(settings, registry_url)
+    root = str(registry_url)
     fs, models_path = filesystem(join(root, "models"), settings)
     if not fs.exists(models_path):
         return []
@@ -142,20 +137,18 @@ def list_models(registry_url: str | None = None, settings: Settings | None = Non
     return infos
 
 
-def promote(version: str, registry_url: str | None = None, settings: Settings | None = None) -> None:
+def promote(version: str, registry_url: str, settings: Settings | None = None) -> None:
     """Make ``version`` the champion (what ``load_model(url, "champion")`` returns)."""
-    settings = settings or get_settings()
-    root = _url(settings, registry_url)
+    root = str(registry_url)
     _meta(root, version, settings)  # raises ModelNotFound
     pointer = {"version": version, "promoted_at": datetime.now(timezone.utc).isoformat()}
     write_bytes_atomic(join(root, "champion.json"), json.dumps(pointer).encode(), settings)
 
 
-def promote_if_better(version: str, registry_url: str | None = None, settings: Settings | None = None) -> tuple[bool, str]:
+def promote_if_better(version: str, registry_url: str, settings: Settings | None = None) -> tuple[bool, str]:
     """Promote ``version`` when there is no champion, or when its UAR beats the champion's on
     the same test speakers. Returns (promoted, reason)."""
-    settings = settings or get_settings()
-    root = _url(settings, registry_url)
+    root = str(registry_url)
     new = _meta(root, version, settings)
     current = champion_version(root, settings)
     if new.get("split_kind", "speaker") != "speaker":
@@ -176,15 +169,14 @@ def promote_if_better(version: str, registry_url: str | None = None, settings: S
     return False, f"UAR {new['uar']:.4f} does not beat champion {current}'s {old['uar']:.4f}"
 
 
-def load_model(registry_url: str | None = None, which: str = CHAMPION, settings: Settings | None = None) -> Any:
+def load_model(registry_url: str, which: str = CHAMPION, settings: Settings | None = None) -> Any:
     """The TrainedModel stored as ``which`` (a version, or ``"champion"``)."""
     import keras
 
     from ser_pipeline.training.networks import custom_objects
     from ser_pipeline.training.fit import TrainConfig, TrainedModel
 
-    settings = settings or get_settings()
-    root = _url(settings, registry_url)
+    root = str(registry_url)
     version = which
     if which == CHAMPION:
         version = champion_version(root, settings)
@@ -214,8 +206,7 @@ def load_model(registry_url: str | None = None, which: str = CHAMPION, settings:
     )
 
 
-def load_metrics(version: str, registry_url: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    settings = settings or get_settings()
-    root = _url(settings, registry_url)
+def load_metrics(version: str, registry_url: str, settings: Settings | None = None) -> dict[str, Any]:
+    root = str(registry_url)
     _meta(root, version, settings)
     return _read_json(join(root, "models", version, "metrics.json"), settings) or {}

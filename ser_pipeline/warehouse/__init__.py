@@ -27,8 +27,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=['connection', 'schema', 'pseudonyms', 'loads', 'models', 'ingest_runs', 'queries', 'report'],
     submod_attrs={
-        # Settings and get_settings: reached as warehouse.Settings / warehouse.get_settings by tests.
-        'connection': ['connect', 'transaction', 'Settings', 'get_settings'],
+        'connection': ['connect', 'transaction'],
         'schema': ['MIGRATIONS_DIR', 'VIEWS_FILE', 'Migration', 'migrations', 'schema_version', 'migrate', 'writing'],
         'pseudonyms': ['pseudonymise', 'rotate_pseudonym_key'],
         # _insert_new: tests/test_faults.py wraps it to die mid-transaction.

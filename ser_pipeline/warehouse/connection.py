@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from ser_pipeline.errors import WarehouseBusy
-from ser_pipeline.settings import Settings, get_settings
+from ser_pipeline.settings import Settings
 
 _LOCK_ERROR = re.compile(r"Could not set lock|Conflicting lock", re.IGNORECASE)
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
@@ -32,16 +32,17 @@ def connect(
     path: str | Path | None = None,
     read_only: bool = False,
     wait_s: float | None = None,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse at ``path`` (default ``Settings.warehouse_path``).
 
     While another process holds the file, retry with exponential backoff (50 ms doubling up
     to 1 s) for up to ``wait_s`` seconds (default ``Settings.warehouse_wait_s``), then raise
     :class:`WarehouseBusy` naming the holding process. The session time zone is
-    ``Settings.timezone``, which decides the week boundaries in the views.
+    ``Settings.timezone``, which decides the week boundaries in the views: so every caller
+    passes its ``settings``, and no connection falls back to another time zone.
     """
-    settings = settings or get_settings()
     path = Path(path or settings.warehouse_path)
     wait_s = settings.warehouse_wait_s if wait_s is None else wait_s
     if read_only and not path.exists():

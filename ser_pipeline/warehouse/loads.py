@@ -124,8 +124,9 @@ def quarantine(con: duckdb.DuckDBPyConnection, rows: Iterable[Mapping[str, Any]]
         return _quarantine_rows(con, rows, run_id)
 
 
-def load_survey(con: duckdb.DuckDBPyConnection, survey: "Survey", key: Any = None) -> LoadResult:
-    """Load a survey's row, its sessions and its participants (pseudonymised) in one transaction.
+def load_survey(con: duckdb.DuckDBPyConnection, survey: "Survey", key: Any) -> LoadResult:
+    """Load a survey's row, its sessions and its participants (pseudonymised under ``key``,
+    the caller's ``Settings.pseudonym_key``) in one transaction.
 
     Re-loading updates what a corrected manifest changed (a session's metadata, a
     participant's segment) and inserts nothing twice. ``inserted`` counts new sessions.
@@ -206,10 +207,10 @@ def _require_columns(frame: pd.DataFrame, required: Iterable[str], what: str) ->
         raise WarehouseLoadError(f"{what} batch lacks columns {missing}; it has {list(frame.columns)}")
 
 
-def load_utterances(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, key: Any = None) -> LoadResult:
+def load_utterances(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, key: Any) -> LoadResult:
     """Load utterances: one row per ``utterance_id`` with ``session_id, start_s, end_s,
     source_uri, content_hash`` and either ``participant_id`` (raw; pseudonymised here) or
-    ``participant_key``; optional ``question`` and ``duration_s`` (default ``end_s - start_s``).
+    ``participant_key`` (raw ids are hashed under ``key``); optional ``question`` and ``duration_s`` (default ``end_s - start_s``).
 
     Rows whose session is not in the warehouse, or whose times are impossible, go to
     quarantine with the reason; the rest load in one transaction.

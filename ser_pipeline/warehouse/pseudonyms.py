@@ -13,7 +13,6 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ser_pipeline.settings import get_settings
 from ser_pipeline.warehouse.connection import transaction
 
 
@@ -23,13 +22,13 @@ def _key_bytes(key: str | bytes | Any) -> bytes:
     return key if isinstance(key, bytes) else str(key).encode("utf-8")
 
 
-def pseudonymise(participant_id: str, key: str | bytes | Any = None) -> str:
+def pseudonymise(participant_id: str, key: str | bytes | Any) -> str:
     """The participant's stable pseudonym: HMAC-SHA256 of the id under ``key``, hex (64 chars).
 
     Keyed rather than a plain hash so that nobody holding the warehouse but not the key can
-    confirm a guessed id by hashing it. ``key`` defaults to ``Settings.pseudonym_key``.
+    confirm a guessed id by hashing it. ``key`` is the caller's ``Settings.pseudonym_key``
+    (passed, never looked up, so a rotation or a test cannot hash under the wrong key).
     """
-    key = get_settings().pseudonym_key if key is None else key
     return hmac.new(_key_bytes(key), str(participant_id).encode("utf-8"), hashlib.sha256).hexdigest()
 
 

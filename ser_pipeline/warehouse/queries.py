@@ -35,7 +35,8 @@ def run_query(
     params: Mapping[str, Any] | Sequence[Any] | None = None,
     model_version: str | None = None,
     review_threshold: float | None = None,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
 ) -> pd.DataFrame:
     """Run ``sql`` on a read-only connection with bound parameters (``$name`` with a mapping,
     ``?`` with a sequence) and return the result. Parameter values never become SQL text, and
@@ -108,7 +109,8 @@ def run_named_query(
     name: str,
     params: Mapping[str, Any] | None = None,
     model_version: str | None = None,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
 ) -> pd.DataFrame:
     """Run ``sql/queries/<name>.sql`` read-only with its parameters bound."""
     queries = named_queries()

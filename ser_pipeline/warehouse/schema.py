@@ -86,7 +86,7 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int | None = None) -> list[i
 
 
 @contextmanager
-def writing(path: str | Path | None = None, wait_s: float | None = None, settings: Settings | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def writing(path: str | Path | None = None, wait_s: float | None = None, *, settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse for writing, migrate it, yield the connection and close it again.
 
     The pattern for every writer: hold the file only for the few statements that need it.

@@ -37,9 +37,7 @@ def reset_moto(endpoint: str) -> None:
 
 def use_endpoint(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     """Point the settings and the AWS SDK at ``endpoint`` with test credentials."""
-    from ser_pipeline.settings import get_settings
-
     for key, value in TEST_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SER_S3_ENDPOINT_URL", endpoint)
-    get_settings.cache_clear()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # for callers holding no Settings (storage's None)

@@ -14,20 +14,20 @@ from ser_pipeline.runs.nightly.warehouse_steps import (
     finish, load_batch, load_surveys, record_quarantine, record_validations, record_warnings, start_run,
 )
 from ser_pipeline.runs.steps import Step, run_as_is
-from ser_pipeline.settings import Settings, get_settings, override
+from ser_pipeline.settings import Settings, override
 
 
 
 def run_settings(
+    settings: Settings,
     archive_url: str | None = None,
     warehouse: str | None = None,
     batch_size: int | None = None,
-    settings: Settings | None = None,
 ) -> Settings:
-    """The settings of one run: ``SER_*`` values with the run's parameters applied."""
+    """The settings of one run: the caller's with the run's parameters applied."""
     from pathlib import Path
 
-    return override(settings or get_settings(), archive_url=archive_url,
+    return override(settings, archive_url=archive_url,
                     warehouse_path=Path(warehouse) if warehouse else None, batch_size=batch_size)
 
 
@@ -37,7 +37,7 @@ def run_nightly(
     model: str = "champion",
     batch_size: int | None = None,
     *,
-    settings: Settings | None = None,
+    settings: Settings,
     run_id: str | None = None,
     flow_run_id: str | None = None,
     step: Step = run_as_is,
@@ -53,7 +53,7 @@ def run_nightly(
     task runner (threads, or a Dask cluster) and yields results as they complete. Loading
     stays here, one batch at a time.
     """
-    settings = run_settings(archive_url, warehouse, batch_size, settings)
+    settings = run_settings(settings, archive_url, warehouse, batch_size)
     started = step(start_run)(settings, flow_run_id=flow_run_id, run_id=run_id)
     report = NightlyReport(run_id=started.run_id, abandoned_runs=list(started.recovery.abandoned_runs),
                            temp_files_removed=len(started.recovery.temp_files_removed))
