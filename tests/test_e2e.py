@@ -159,11 +159,12 @@ def _rows(warehouse: Path, sql: str):
 
 def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(stack):
     from ser_pipeline import synthetic as synth
+    from ser_pipeline.settings import get_settings
     from ser_pipeline.labels import EMOTIONS
 
     env, archive_url, warehouse, prefect, worker_log = stack
     params = dict(sessions_per_survey=2, participants_per_session=3, utterances_per_session=4, sidecar="csv", seed=5)
-    first = synth.generate_archive(archive_url, n_surveys=1, **params)
+    first = synth.generate_archive(archive_url, n_surveys=1, **params, settings=get_settings())
 
     _run_nightly(prefect, worker_log)
     n = len(first)
@@ -175,7 +176,7 @@ def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(
 
     # New audio arrives: the same generator with one more survey rewrites SV01 byte for byte
     # (same content hashes) and adds SV02.
-    both = synth.generate_archive(archive_url, n_surveys=2, **params)
+    both = synth.generate_archive(archive_url, n_surveys=2, **params, settings=get_settings())
     added = (both.survey_id == "SV02").sum()
     assert added > 0
     _run_nightly(prefect, worker_log)
@@ -188,12 +189,13 @@ def test_deployed_nightly_run_labels_new_audio_from_s3_and_only_new_audio_again(
 
 def test_deployed_nightly_run_without_its_model_ends_failed_with_our_message(stack):
     from ser_pipeline import synthetic as synth
+    from ser_pipeline.settings import get_settings
 
     env, archive_url, _, prefect, worker_log = stack
     archive_url = f"{archive_url}-failing"  # this test's own archive and warehouse
     warehouse = Path(env["SER_WAREHOUSE_PATH"]).with_name("failing.duckdb")
     synth.generate_archive(archive_url, n_surveys=1, sessions_per_survey=1, participants_per_session=2,
-                           utterances_per_session=3, sidecar="csv", seed=6)
+                           utterances_per_session=3, sidecar="csv", seed=6, settings=get_settings())
     done = subprocess.run([PREFECT, "deployment", "run", "label-new-audio/nightly-labeling",
                            "--param", "model=v-no-such-version", "--param", f"archive_url={archive_url}",
                            "--param", f"warehouse={warehouse}", "--watch", "--watch-timeout", "540"],

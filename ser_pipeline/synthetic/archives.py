@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.ndimage import uniform_filter1d
 
 from ser_pipeline.labels import EMOTIONS, NEGATIVE_EMOTIONS
+from ser_pipeline.settings import Settings
 from ser_pipeline.storage import join, write_bytes_atomic
 from ser_pipeline.synthetic.encoding import _FORMATS, _csv_bytes, _encode
 from ser_pipeline.synthetic.speech import synthesize_utterance
@@ -84,6 +85,7 @@ def generate_archive(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     stickiness: float = 0.7,
     progress: Callable[[int, int], None] | None = None,
+    settings: Settings | None = None,
 ) -> pd.DataFrame:
     """Write a focus-group archive under ``url`` and return the truth, one row per turn.
 
@@ -165,7 +167,7 @@ def generate_archive(
             recording = np.concatenate(pieces)
 
             audio_file = f"{session_id}.{fmt}"
-            write_bytes_atomic(join(survey_url, audio_file), _encode(recording, sample_rate, fmt))
+            write_bytes_atomic(join(survey_url, audio_file), _encode(recording, sample_rate, fmt), settings)
             if progress is not None:
                 progress((sv - 1) * sessions_per_survey + se, n_surveys * sessions_per_survey)
             frame = pd.DataFrame(
@@ -181,13 +183,13 @@ def generate_archive(
             )
             want_csv, want_rttm = _sidecar_kinds(sidecar, se - 1)
             if want_csv:
-                write_bytes_atomic(join(survey_url, f"{session_id}.turns.csv"), _csv_bytes(frame))
+                write_bytes_atomic(join(survey_url, f"{session_id}.turns.csv"), _csv_bytes(frame), settings)
             if want_rttm:
                 lines = [
                     f"SPEAKER {session_id} 1 {r.start_s:.3f} {r.end_s - r.start_s:.3f} <NA> <NA> {r.participant_id} <NA> <NA>\n"
                     for r in frame.itertuples()
                 ]
-                write_bytes_atomic(join(survey_url, f"{session_id}.rttm"), "".join(lines).encode())
+                write_bytes_atomic(join(survey_url, f"{session_id}.rttm"), "".join(lines).encode(), settings)
             for (k, pid, gender, q, _b, _e, emotion), row in zip(turns, frame.itertuples()):
                 truth_rows.append(
                     {
@@ -229,7 +231,7 @@ def generate_archive(
             )
 
         survey_truth = pd.DataFrame([r for r in truth_rows if r["survey_id"] == survey_id], columns=list(TRUTH_COLUMNS))
-        write_bytes_atomic(join(survey_url, "_truth.csv"), _csv_bytes(survey_truth))
-        write_bytes_atomic(join(survey_url, "participants.csv"), _csv_bytes(pd.DataFrame(participants)))
-        write_bytes_atomic(join(survey_url, "manifest.csv"), _csv_bytes(pd.DataFrame(sessions)))
+        write_bytes_atomic(join(survey_url, "_truth.csv"), _csv_bytes(survey_truth), settings)
+        write_bytes_atomic(join(survey_url, "participants.csv"), _csv_bytes(pd.DataFrame(participants)), settings)
+        write_bytes_atomic(join(survey_url, "manifest.csv"), _csv_bytes(pd.DataFrame(sessions)), settings)
     return pd.DataFrame(truth_rows, columns=list(TRUTH_COLUMNS))

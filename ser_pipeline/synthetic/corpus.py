@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ser_pipeline.labels import EMOTIONS
+from ser_pipeline.settings import Settings
 from ser_pipeline.storage import join, write_bytes_atomic
 from ser_pipeline.synthetic.encoding import _encode
 from ser_pipeline.synthetic.speech import synthesize_utterance
@@ -26,6 +27,7 @@ def generate_corpus(
     duration_s: tuple[float, float] = (1.5, 3.5),
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     progress: Callable[[int, int], None] | None = None,
+    settings: Settings | None = None,
 ) -> pd.DataFrame:
     """Write a labelled training corpus under ``url``; return its :func:`corpora.items_frame`.
 
@@ -47,7 +49,7 @@ def generate_corpus(
                 samples = synthesize_utterance(emotion, voice, rng.uniform(*duration_s), rng, sample_rate)
                 name = synth_file_name(speaker, gender, emotion, k)
                 path = join(url, name)
-                write_bytes_atomic(path, _encode(samples, sample_rate, "wav"))
+                write_bytes_atomic(path, _encode(samples, sample_rate, "wav"), settings)
                 if progress is not None:
                     progress(len(items) + 1, n_speakers * len(emotions) * utterances_per_emotion)
                 items.append(parse_synth(path))
