@@ -17,7 +17,7 @@ def _labelled(n_speakers=8):
 def test_every_speaker_is_held_out_once_and_predictions_are_pooled():
     data = _labelled()
     config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="speaker", corrupted_copies=0, epochs=8,
-                         batch_size=16)
+                         batch_size=16, validation_share=0.25)
     lines = []
     cv = cross_validate(TrainingSet(data, FeatureSpec(), 0.0), config, k=2, seed=0, progress=lines.append)
 
@@ -35,3 +35,16 @@ def test_every_speaker_is_held_out_once_and_predictions_are_pooled():
     assert np.isclose(cv.metrics["accuracy"], pooled_accuracy)
     assert cv.metrics["uar"] > 0.6  # the classes are visible once each voice's offset is removed
     assert set(cv.metrics["groups"]) == {"corpus", "gender"}
+
+
+def test_without_a_validation_share_every_other_speaker_trains():
+    data = _labelled()
+    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="speaker", corrupted_copies=0, epochs=2,
+                         batch_size=16)
+    assert config.validation_share == 0.0  # the recommended recipe: no speakers kept apart to early-stop on
+    cv = cross_validate(TrainingSet(data, FeatureSpec(), 0.0), config, k=2, seed=0)
+    speakers = set(data.windows.speaker)
+    for f in cv.folds:
+        assert not f.val_speakers
+        assert set(f.train_speakers) == speakers - set(f.test_speakers)
+        assert f.epochs == config.epochs  # a fixed budget: nothing to stop early on

@@ -58,3 +58,21 @@ def test_folds_pool_into_one_row_per_condition(model_and_clips):
     assert set(rows[0]) >= {"condition", "n", "uar", "accuracy", "ece", "gender_gap"}
     table = conditions_markdown(rows)
     assert "| clean |" in table and "| telephone |" in table
+
+
+def test_one_sided_participants_split_each_speaker_into_groups_of_few_moods():
+    import pandas as pd
+
+    from ser_pipeline.evaluation.robustness import one_sided_participants
+
+    emotions = ["angry", "calm", "happy", "sad"] * 5  # 20 clips per speaker, 5 of each emotion, interleaved
+    utterances = pd.DataFrame({"speaker": ["a"] * 20 + ["b"] * 20, "emotion": emotions * 2,
+                               "utterance_id": [f"u{i:02d}" for i in range(40)]}).sample(frac=1, random_state=0)
+    participants = one_sided_participants(utterances, turns=5)
+    assert list(participants.index) == list(utterances.index)  # one entry per row, in the rows' order
+    groups = utterances.assign(participant=participants).groupby("participant")
+    assert groups.size().to_dict() == {f"{s}~{k}": 5 for s in "ab" for k in range(4)}
+    assert (groups.speaker.nunique() == 1).all()  # a participant is one speaker's
+    assert (groups.emotion.nunique() == 1).all()  # five clips of one emotion: one mood each
+    with pytest.raises(ValueError, match="turns"):
+        one_sided_participants(utterances, turns=0)

@@ -75,7 +75,7 @@ def test_augmented_copies_are_added_to_training_only_and_a_leaky_split_is_refuse
     feats, items = synthetic_set(n_speakers=6, per_class=1, frames=spec.n_frames)
     windows = items.assign(window=0, path=[f"memory://{u}.wav" for u in items.utterance_id])
     training_set = retrain.TrainingSet(dataset.LabelledSet(windows, feats), spec, 0.0)
-    split = retrain.make_split(training_set, seed=0)
+    split = retrain.make_split(training_set, seed=0, validation_share=0.2)
     rng = np.random.default_rng(0)
     audio = _RecordingCache({p: (0.1 * rng.standard_normal(spec.n_samples // 2)).astype(np.float32) for p in windows.path})
 

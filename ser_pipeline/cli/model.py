@@ -112,7 +112,9 @@ def register(app: typer.Typer) -> None:
         normalization: str = typer.Option(None, "--normalization", help="speaker (default: per-speaker statistics; "
                                           "prediction needs speaker ids) or global."),
         split: str = typer.Option("speaker", "--split", help="speaker (no speaker in two parts) or random (the seed's leaky split, comparison only)."),
-        epochs: int = typer.Option(None, "--epochs", min=1, help="Most epochs (default 100); early stopping usually ends sooner."),
+        epochs: int = typer.Option(None, "--epochs", min=1, help="Training epochs (default 40; with --validation-share, the most: early stopping usually ends sooner)."),
+        validation_share: float = typer.Option(None, "--validation-share", min=0.0, max=0.5, help="Share of the utterances "
+                                               "whose speakers are kept to early-stop on (default 0: every non-test speaker trains)."),
         batch_size: int = typer.Option(None, "--batch-size", min=1),
         augment: int = typer.Option(None, "--augment", min=0, help="Corrupted copies per training clip (noise 0-40 dB SNR, "
                                     "reverb, gain, band limits, codecs; default 2; 0: none)."),
@@ -145,7 +147,7 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_from(registry_url=registry)
         config = _train_config(architecture=architecture, input_kind=features, normalization=normalization, epochs=epochs,
-                               batch_size=batch_size, corrupted_copies=augment, seed=seed, label_merge=label_merge)
+                               validation_share=validation_share, batch_size=batch_size, corrupted_copies=augment, seed=seed, label_merge=label_merge)
         try:
             parse_merge(config.label_merge)
         except ValueError as exc:

@@ -74,6 +74,20 @@ def evaluate_conditions(
     return results
 
 
+def one_sided_participants(utterances: pd.DataFrame, turns: int = 15) -> pd.Series:
+    """Participant ids that make each speaker's clips one-sided: the speaker's clips sorted
+    by emotion and dealt into participants of ``turns`` clips (``<speaker>~<k>``), each then
+    heard in one or two moods, as focus-group participants often are. Per-participant
+    statistics of such a participant lean toward their mood; this is the test of how much
+    that costs. One entry per row of ``utterances`` (columns speaker, emotion, utterance_id)."""
+    if turns < 1:
+        raise ValueError(f"turns must be at least 1, got {turns}")
+    ordered = utterances.sort_values(["speaker", "emotion", "utterance_id"], kind="stable")
+    rank = ordered.groupby("speaker", sort=False).cumcount() // turns
+    ids = ordered.speaker.astype(str) + "~" + rank.astype(str)
+    return ids.reindex(utterances.index).rename("speaker")
+
+
 def pool_results(parts: Sequence[Sequence[ConditionResult]]) -> list[ConditionResult]:
     """Per condition, the results of several models on disjoint speakers (cross-validation
     folds) pooled into one evaluation."""

@@ -69,19 +69,18 @@ def cross_validate(
     config: TrainConfig,
     k: int = 4,
     seed: int = 0,
-    fractions: Sequence[float] | None = None,
     progress: Callable[[str], None] | None = None,
     settings: Any = None,
 ) -> CrossValidation:
     """Train ``k`` models (``retraining.fit``, corrupted copies and all), each with one group
     of speakers held out, and pool their predictions.
 
-    ``training_set``: a ``retraining.TrainingSet``. ``fractions``: the train/validation ratio
-    of the non-held-out speakers (the test share is ignored: the fold decides the test
-    speakers); None: ``retraining.SPLIT_FRACTIONS``. ``progress`` gets a line per fold (and the training's per-epoch lines).
+    ``training_set``: a ``retraining.TrainingSet``. The fold decides the test speakers; the
+    rest are split by ``config.validation_share``. ``progress`` gets a line per fold (and the
+    training's per-epoch lines).
     """
     from ser_pipeline.evaluation.metrics import evaluate
-    from ser_pipeline.runs.retrain import SPLIT_FRACTIONS, fit, make_split
+    from ser_pipeline.runs.retrain import fit, make_split
 
     data = training_set.data
     utterances = data.utterances
@@ -90,7 +89,7 @@ def cross_validate(
     audio_cache: dict[str, np.ndarray] = {}
     for index, (_, held_rows) in enumerate(speaker_kfold(utterances, k=k, seed=seed)):
         held_speakers = sorted(set(utterances.speaker.iloc[held_rows].astype(str)))
-        split_w = make_split(training_set, "speaker", seed, held_speakers, fractions or SPLIT_FRACTIONS)
+        split_w = make_split(training_set, "speaker", seed, held_speakers, config.validation_share)
         if progress is not None:
             progress(f"fold {index + 1}/{k}: held out {', '.join(held_speakers)}; validation {', '.join(split_w.val_speakers)}")
         trained = fit(training_set, split_w, config, progress, audio_cache, settings)

@@ -198,7 +198,8 @@ def load_model(registry_url: str, which: str = CHAMPION, settings: Settings | No
         architecture=meta["architecture"],
         fingerprint=meta["fingerprint"],
         split_speakers=meta["split_speakers"],
-        config=TrainConfig(**{"corrupted_copies": 0, "speaker_prior_utterances": 0.0, "heard_group_max": 0, "clip_z": 0.0, **meta["config"]}),  # fields older models did not record
+        config=TrainConfig(**{"corrupted_copies": 0, "speaker_prior_utterances": 0.0, "heard_group_max": 0, "clip_z": 0.0,
+                                 "validation_share": 0.1, **meta["config"]}),  # fields older models did not record
         history=meta.get("history", {}),
         version=version,
         split_kind=meta.get("split_kind", "speaker"),
