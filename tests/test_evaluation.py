@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from ser_pipeline.evaluation.metrics import evaluate, expected_calibration_error, write_report
+from ser_pipeline.evaluation.metrics import evaluate, expected_calibration_error, write_evaluation_report
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 
@@ -53,10 +53,10 @@ def test_expected_calibration_error_on_known_cases():
     assert expected_calibration_error(y, overconfident) == pytest.approx(0.4)
 
 
-def test_write_report_writes_every_artefact(known, tmp_path):
+def test_write_evaluation_report_writes_every_artefact(known, tmp_path):
     y, proba, gender = known
     m = evaluate(y, proba, LABELS, groups={"gender": gender})
-    report = write_report(tmp_path, m, y, proba, title="synthetic", details={"test speakers": "a, b"})
+    report = write_evaluation_report(tmp_path, m, y, proba, title="synthetic", details={"test speakers": "a, b"})
     assert report.read_text().count("| female |") == 1 and "Largest UAR gap by gender" in report.read_text()
     assert json.loads((tmp_path / "metrics.json").read_text())["uar"] == pytest.approx(m["uar"])
     csv = (tmp_path / "confusion_matrix.csv").read_text().splitlines()

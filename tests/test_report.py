@@ -20,7 +20,7 @@ from ser_pipeline import warehouse
 from ser_pipeline.labels import NEGATIVE_EMOTIONS
 from ser_pipeline.settings import Settings
 from ser_pipeline.archive.manifest import read_survey
-from ser_pipeline.warehouse.report import EMOTION_COLORS, WIDE_HALF_WIDTH, is_wide, write_report
+from ser_pipeline.warehouse.report import EMOTION_COLORS, WIDE_HALF_WIDTH, is_wide, write_survey_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def _has_colour(image: np.ndarray, hex_colour: str, tolerance: int = 12) -> bool
 def _report(loaded: Loaded, tmp_path: Path, **kwargs) -> str:
     con = warehouse.connect(loaded.path, read_only=True, settings=Settings())
     try:
-        return write_report(con, "S1", tmp_path / "out", **kwargs).read_text()
+        return write_survey_report(con, "S1", tmp_path / "out", **kwargs).read_text()
     finally:
         con.close()
 
@@ -78,9 +78,9 @@ def test_survey_without_predictions_gets_no_empty_charts(loaded: Loaded, tmp_pat
     with warehouse.writing(loaded.path, settings=settings) as con:
         warehouse.load_survey(con, other, key=settings.pseudonym_key)
         warehouse.load_utterances(con, utterances_frame(other), key=settings.pseudonym_key)
-        path = write_report(con, "S2", tmp_path / "out")
+        path = write_survey_report(con, "S2", tmp_path / "out")
         with pytest.raises(KeyError, match="not in the warehouse"):
-            write_report(con, "S404", tmp_path / "out")
+            write_survey_report(con, "S404", tmp_path / "out")
     page = path.read_text()
     assert _images(page) == []
     assert page.count("No labelled utterances for this survey yet") == 6
@@ -154,7 +154,7 @@ def test_report_gives_count_interval_and_expected_share_and_marks_exactly_the_wi
     path, exp = _few_and_many(tmp_path)
     con = warehouse.connect(path, read_only=True, settings=settings)
     try:
-        page = write_report(con, "S1", tmp_path / "out").read_text()
+        page = write_survey_report(con, "S1", tmp_path / "out").read_text()
     finally:
         con.close()
     shown = {html.unescape(key): (set(classes.split()), html.unescape(title))

@@ -68,7 +68,7 @@ def _train_config(**flags: Any) -> Any:
 def _cross_validate(settings: Any, training_set: Any, config: Any, k: int, out: Path | None, as_json: bool) -> None:
     """``ser train --kfold K``: pooled held-out metrics and one line per fold."""
     from ser_pipeline.runs.crossval import cross_validate
-    from ser_pipeline.evaluation.metrics import write_report
+    from ser_pipeline.evaluation.metrics import write_evaluation_report
 
     cv = cross_validate(training_set, config, k=k, seed=config.seed, progress=lambda line: typer.echo(line, err=True),
                         settings=settings)
@@ -79,7 +79,7 @@ def _cross_validate(settings: Any, training_set: Any, config: Any, k: int, out: 
                "corrupted copies": config.corrupted_copies, "split": f"{k}-fold over speakers, held-out predictions pooled",
                "fold UARs": ", ".join(f"{f['uar']:.1%} ({'+'.join(f['test_speakers'])})" for f in folds)}
     if out is not None:
-        write_report(out, {**metrics, "folds": folds}, cv.held_out.y, cv.held_out.proba, title=f"{k}-fold cross-validation", details=details)
+        write_evaluation_report(out, {**metrics, "folds": folds}, cv.held_out.y, cv.held_out.proba, title=f"{k}-fold cross-validation", details=details)
     if as_json:
         print_json({**details, "folds": folds, "n": metrics["n"], "uar": metrics["uar"], "accuracy": metrics["accuracy"],
                     "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],
@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"{name} must be one of {[a for a in allowed if a]}, not {value!r}", EXIT_USAGE)
         corpora = _parse_corpora(corpus)
         from ser_pipeline.errors import SerError
-        from ser_pipeline.evaluation.metrics import write_report
+        from ser_pipeline.evaluation.metrics import write_evaluation_report
         from ser_pipeline.labels import parse_merge
         from ser_pipeline.runs.retrain import load_training_set, train_and_register
 
@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
                    "test speakers": ", ".join(split_w.test_speakers) if split == "speaker" else "random utterances",
                    "epochs run": len(run.trained.history.get("loss", []))}
         if out is not None:
-            write_report(out, metrics, run.held_out.y, run.held_out.proba, title=f"Model {version}", details=details)
+            write_evaluation_report(out, metrics, run.held_out.y, run.held_out.proba, title=f"Model {version}", details=details)
         result = {**details, "test_speakers": list(split_w.test_speakers) if split == "speaker" else [],
                   "val_speakers": list(split_w.val_speakers), "train_speakers": list(split_w.train_speakers),
                   "uar": metrics["uar"], "accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],
@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
         corpora = _parse_corpora(corpus)
         from ser_pipeline.training.dataset import load_labelled
         from ser_pipeline.errors import SerError
-        from ser_pipeline.evaluation.metrics import write_report
+        from ser_pipeline.evaluation.metrics import write_evaluation_report
         from ser_pipeline.inference.predict import spec_of
         from ser_pipeline.training.networks import INPUT_FAMILIES
         from ser_pipeline.training.registry import load_model
@@ -271,7 +271,7 @@ def register(app: typer.Typer) -> None:
 
             extra_md = conditions_markdown(rows_by_condition)
         if out is not None:
-            write_report(out, {**metrics, "context": ctx, "conditions": rows_by_condition, "sessions": session_score}, y, proba,
+            write_evaluation_report(out, {**metrics, "context": ctx, "conditions": rows_by_condition, "sessions": session_score}, y, proba,
                          title=f"Model {trained.version}", details=details, extra_markdown=extra_md)
         summary = {**details, "n": metrics["n"], "uar": metrics["uar"], "accuracy": metrics["accuracy"],
                    "macro_f1": metrics["macro"]["f1"], "ece": metrics["ece"],

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         """Write one self-contained HTML report (charts inline) for a survey."""
         from ser_pipeline import warehouse
         from ser_pipeline.errors import SerError
-        from ser_pipeline.warehouse.report import write_report
+        from ser_pipeline.warehouse.report import write_survey_report
 
         settings = settings_from(warehouse_path=warehouse_path)
         try:
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         except (FileNotFoundError, SerError) as exc:
             fail(str(exc))
         try:
-            path = write_report(con, survey, out, model_version=model)
+            path = write_survey_report(con, survey, out, model_version=model)
         except KeyError as exc:
             fail(str(exc.args[0]), EXIT_USAGE)
         finally:

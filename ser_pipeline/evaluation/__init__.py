@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=['metrics', 'robustness', 'sessions', 'truth'],
     submod_attrs={
-        'metrics': ['expected_calibration_error', 'evaluate', 'write_report'],
+        'metrics': ['expected_calibration_error', 'evaluate', 'write_evaluation_report'],
         'robustness': ['ConditionResult', 'degraded_features', 'evaluate_conditions', 'pool_results', 'condition_row', 'conditions_markdown'],
         'sessions': ['SESSION_TRUTH_COLUMNS', 'SessionArchive', 'assemble_session_archive', 'evaluate_sessions', 'score_warehouse'],
         'truth': ['Agreement', 'load_truth', 'agreement'],

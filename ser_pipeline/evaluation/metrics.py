@@ -3,7 +3,7 @@
 ``evaluate`` returns a JSON-ready dict: accuracy; per-class, macro and weighted precision,
 recall and F1; UAR (unweighted average recall = macro recall, the usual SER headline since
 classes are imbalanced); the confusion matrix; expected calibration error; and the same
-per group value with the largest gap between groups named. ``write_report`` writes
+per group value with the largest gap between groups named. ``write_evaluation_report`` writes
 ``metrics.json``, ``report.md``, ``confusion_matrix.csv``/``.png`` and
 ``reliability.png`` (matplotlib, Agg backend) into one folder.
 """
@@ -155,7 +155,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def write_report(
+def write_evaluation_report(
     out_dir: str | Path,
     metrics: Mapping[str, Any],
     y_true: Sequence[int],

@@ -348,7 +348,7 @@ class _SurveyConnection:
         return self._con.execute(sql, params)
 
 
-def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | Path, model_version: str | None = None) -> Path:
+def write_survey_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | Path, model_version: str | None = None) -> Path:
     """Write ``<out_dir>/<survey_id>.html`` and return its path.
 
     ``model_version`` reports that version's labels instead of the current model's.
@@ -474,3 +474,8 @@ def write_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir: str | 
     path = out / f"{survey_id}.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+# The old name, kept only for flows/demo.py (another engineer's open edit): remove it when that
+# call reads ``report.write_survey_report``. Everything else uses the name above.
+write_report = write_survey_report
