@@ -171,9 +171,9 @@ def run_ours(archive_url: str, registry_url: str, work: Path) -> tuple[float, di
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if report.failed:
-        from ser_pipeline.runs.nightly import render_markdown
+        from ser_pipeline.runs.nightly import nightly_markdown
 
-        raise SystemExit(f"the nightly run failed:\n{render_markdown(report)}")
+        raise SystemExit(f"the nightly run failed:\n{nightly_markdown(report)}")
     return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu, "peak_rss_mb": peak_mb}
 
 

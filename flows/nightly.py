@@ -93,7 +93,7 @@ def label_new_audio(
     )
     create_markdown_artifact(
         key="nightly-labeling-report",
-        markdown=nightly.render_markdown(report),
+        markdown=nightly.nightly_markdown(report),
         description=f"Nightly labeling run {report.run_id}: {report.status}",
     )
     summary = report.summary()

@@ -45,7 +45,7 @@ def retrain_model(
     config = TrainConfig(**{f.name: chosen.get(f.name, getattr(_DEFAULTS, f.name)) for f in fields(TrainConfig)})
     run = retraining.train_and_register(settings, corpus_urls, config, promote_if_better=promote, step=as_task)
     registration, metrics = run.registration, run.metrics
-    create_markdown_artifact(key="weekly-retrain-report", markdown=retraining.render_markdown(registration, metrics, run.training_set),
+    create_markdown_artifact(key="weekly-retrain-report", markdown=retraining.retraining_markdown(registration, metrics, run.training_set),
                              description=f"Model {registration.version}: {registration.reason}")
     return {"version": registration.version, "promoted": registration.promoted, "reason": registration.reason,
             "uar": metrics.get("uar"), "accuracy": metrics.get("accuracy")}

@@ -101,13 +101,13 @@ def _outcomes(tmp_path: Path, report) -> dict[str, str]:
 
 @pytest.mark.realdata
 def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(env, quirks_dir, settings):
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     tmp_path = env
     archive = tmp_path / "archive"
     write_survey(archive, "GOOD", {"GOOD-1": ("a.wav", wav_bytes(speech(seed=1))), "GOOD-2": ("b.wav", wav_bytes(speech(seed=2)))})
     first = run_nightly(archive.as_uri(), settings=settings)
-    assert first.status == "completed", render_markdown(first)
+    assert first.status == "completed", nightly_markdown(first)
     stored_before = _rows(tmp_path, "SELECT * FROM predictions ORDER BY utterance_id")
     assert len(stored_before) == 6
 
@@ -121,7 +121,7 @@ def test_every_bad_input_is_labelled_or_quarantined_and_nothing_earlier_is_lost(
     (dup / "manifest.csv").write_text((dup / "manifest.csv").read_text() + (dup / "manifest.csv").read_text().splitlines()[1] + "\n")
 
     report = run_nightly(archive.as_uri(), batch_size=8, settings=settings)
-    markdown = render_markdown(report)
+    markdown = nightly_markdown(report)
     assert report.error is None, markdown
 
     outcomes = _outcomes(tmp_path, report)
@@ -233,8 +233,8 @@ def test_a_two_hour_recording_is_processed_in_bounded_memory(env):
         first = run_nightly({small.as_uri()!r}, {str(tmp_path / 'small.duckdb')!r}, batch_size=32, settings=get_settings())
         after_small = peak_mb()
         second = run_nightly({large.as_uri()!r}, {str(tmp_path / 'large.duckdb')!r}, batch_size=32, settings=get_settings())
-        from ser_pipeline.runs.nightly import render_markdown
-        print(render_markdown(second), file=sys.stderr)
+        from ser_pipeline.runs.nightly import nightly_markdown
+        print(nightly_markdown(second), file=sys.stderr)
         print(json.dumps({{"small": first.summary(), "large": second.summary(), "after_small_mb": after_small,
                           "after_large_mb": peak_mb()}}))
     """)

@@ -83,7 +83,7 @@ def s3_archive(env, s3_behind_proxy, monkeypatch):
 
 @pytest.mark.s3
 def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_path, settings):
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     proxy, truth = s3_archive
     injected = [
@@ -97,14 +97,14 @@ def test_nightly_run_on_s3_survives_resets_5xx_and_slow_answers(s3_archive, tmp_
         proxy.add("500", method="HEAD", count=2),
     ]
     report = run_nightly("s3://archive/nightly", batch_size=4, settings=settings)
-    assert report.status == "completed", render_markdown(report)
+    assert report.status == "completed", nightly_markdown(report)
     assert all(rule.hits == rule.count for rule in injected), [(r.action, r.path_contains, r.hits) for r in injected]
     _assert_each_turn_once(tmp_path / "warehouse.duckdb", truth)
 
 
 @pytest.mark.s3
 def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials(s3_archive, tmp_path, monkeypatch, settings):
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from support.s3 import TEST_CREDENTIALS
 
@@ -113,7 +113,7 @@ def test_a_recording_the_store_keeps_refusing_is_quarantined_without_credentials
     settings = get_settings()
     proxy.add("500", method="GET", path_contains="SV01-S02.wav", count=10_000)
     report = run_nightly("s3://archive/nightly", batch_size=4, settings=settings)
-    markdown = render_markdown(report)
+    markdown = nightly_markdown(report)
     assert report.status == "partial", markdown
     ((stage, source, reason),) = _rows(tmp_path / "warehouse.duckdb", "SELECT stage, source, reason FROM quarantine")
     assert stage == "audio" and source.endswith("SV01-S02.wav") and ("500" in reason or "InternalError" in reason), reason
@@ -302,13 +302,13 @@ def test_a_warehouse_held_elsewhere_is_waited_for_then_a_clear_error_and_no_part
 
 
 def _store_outcome(tmp_path: Path, store_url: str, truth_url: str, truth, monkeypatch, expect: str):
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_FEATURE_STORE_URL", store_url)
     settings = get_settings()
     report = run_nightly(truth_url, batch_size=4, settings=settings)
-    markdown = render_markdown(report)
+    markdown = nightly_markdown(report)
     assert report.status == "failed" and report.error, markdown
     assert report.error.startswith("FeatureStoreError: cannot write to the feature store") and expect in report.error, report.error
     assert expect in markdown

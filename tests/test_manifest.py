@@ -247,7 +247,7 @@ def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(t
     from support.messy import speech, wav_bytes
 
     from ser_pipeline.archive.skeleton import manifest_skeleton, write_manifest_skeleton
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
     from ser_pipeline.settings import get_settings
 
     monkeypatch.setenv("SER_REGISTRY_URL", tiny_champion[0])
@@ -263,7 +263,7 @@ def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(t
     write_manifest_skeleton(manifest_skeleton(str(archive / "BARE")))
 
     report = run_nightly(archive.as_uri(), settings=settings)
-    assert report.status == "completed" and not report.quarantined, render_markdown(report)
+    assert report.status == "completed" and not report.quarantined, nightly_markdown(report)
     assert report.surveys == 2 and report.sessions == 2 and report.predictions_loaded > 0
     import duckdb
 

@@ -46,12 +46,12 @@ def _rows(tmp_path, sql):
 
 def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env, settings):
     from ser_pipeline.labels import EMOTIONS
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     tmp_path, version = env
     url, truth = _archive(tmp_path)
     report = run_nightly(url, settings=settings)
-    assert report.status == "completed", render_markdown(report)
+    assert report.status == "completed", nightly_markdown(report)
     assert report.model_version == version
     assert report.utterances_loaded == report.predictions_loaded == len(truth)
     assert _rows(tmp_path, "SELECT count(*), count(DISTINCT utterance_id) FROM predictions") == [(len(truth), len(truth))]
@@ -60,7 +60,7 @@ def test_run_labels_every_turn_once_and_a_rerun_adds_nothing(env, settings):
     # Turn times came from the sidecar: every utterance matches a true turn.
     spans = set(_rows(tmp_path, "SELECT session_id, start_s, end_s FROM utterances"))
     assert spans == {(r.session_id, r.start_s, r.end_s) for r in truth.itertuples()}
-    markdown = render_markdown(report)
+    markdown = nightly_markdown(report)
     assert "COMPLETED" in markdown and "Emotion mix" in markdown and "Time per stage" in markdown
 
     again = run_nightly(url, settings=settings)
@@ -99,7 +99,7 @@ def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env, settin
 
 
 def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env, settings):
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path)
@@ -114,13 +114,13 @@ def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env, settings
     assert sessions == {"SV01-S01"}
     assert _rows(tmp_path, "SELECT suite, success FROM validation_results WHERE NOT success") == [("features", False)]
     assert _rows(tmp_path, "SELECT status FROM ingest_runs") == [("failed",)]
-    assert "features" in render_markdown(report) and "FAILED" in render_markdown(report)
+    assert "features" in nightly_markdown(report) and "FAILED" in nightly_markdown(report)
 
 
 def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey_labelled(env, settings):
     import shutil
 
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, sessions_per_survey=3)
@@ -132,7 +132,7 @@ def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey
     (survey / "SV01-S02.wav").mkdir()
     manifest.write_text(good.replace("SV01-S01.wav", "missing.wav"))
     report = run_nightly(url, settings=settings)
-    assert report.status == "partial" and not report.failed, render_markdown(report)
+    assert report.status == "partial" and not report.failed, nightly_markdown(report)
     quarantined = {q.source.rsplit("/", 1)[-1]: q for q in report.quarantined}
     assert set(quarantined) == {"missing.wav", "SV01-S02.wav"} and {q.stage for q in report.quarantined} == {"session"}
     assert "session SV01-S01 (manifest row 1)" in quarantined["missing.wav"].reason
@@ -143,7 +143,7 @@ def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey
     assert _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances") == [("SV01-S03",)]
     assert _rows(tmp_path, "SELECT stage, count(*) FROM quarantine GROUP BY 1") == [("session", 2)]
     assert _rows(tmp_path, "SELECT status FROM ingest_runs") == [("partial",)]
-    assert "| session |" in render_markdown(report)
+    assert "| session |" in nightly_markdown(report)
 
     # Fixed, the next run labels those two sessions, and only them.
     (survey / "SV01-S02.wav").rmdir()
@@ -157,7 +157,7 @@ def test_a_session_that_cannot_be_read_is_quarantined_and_the_rest_of_its_survey
 def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_and_reports_both(env, settings):
     import soundfile as sf
 
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     tmp_path, _ = env
     url, truth = _archive(tmp_path, sessions_per_survey=3)
@@ -171,7 +171,7 @@ def test_a_survey_with_a_missing_and_a_cut_off_recording_labels_everything_else_
     with (survey / "SV01-S03.wav").open("ab") as fh:
         fh.write(b"\x00garbage after the audio" * 40)
     report = run_nightly(url, settings=settings)
-    markdown = render_markdown(report)
+    markdown = nightly_markdown(report)
     assert report.status == "partial" and not report.failed, markdown
 
     assert [(q.stage, q.source.endswith("SV01-S01.wav")) for q in report.quarantined] == [("session", True)]

@@ -51,7 +51,7 @@ def _rows(path, sql):
 def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed(tmp_path, champion, monkeypatch, settings):
     from ser_pipeline import synthetic as synth
     from ser_pipeline import warehouse
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from ser_pipeline.storage import find_temp_files
 
@@ -77,7 +77,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
 
     report = run_nightly(url, settings=settings)
 
-    assert report.status == "completed", render_markdown(report)
+    assert report.status == "completed", nightly_markdown(report)
     assert report.utterances_loaded == len(truth)
     killed = _rows(db, f"SELECT run_id, status, abandoned_by, abandoned_at IS NOT NULL, tmp_files_removed, message "
                        f"FROM ingest_runs WHERE pid = {proc.pid}")
@@ -87,7 +87,7 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_and_its_temp_files_removed
     assert f"process {proc.pid}" in message and "gone" in message
     assert report.abandoned_runs == [run_id] and report.temp_files_removed == len(temps)
     assert not any(t.pid == proc.pid for t in find_temp_files(store, get_settings()))
-    assert "Earlier runs found dead" in render_markdown(report)
+    assert "Earlier runs found dead" in nightly_markdown(report)
     con = warehouse.connect(db, read_only=True, settings=settings)
     try:
         shown = warehouse.status(con)["abandoned_runs"]

@@ -136,7 +136,7 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
     record at DEBUG, the markdown artifact, every warehouse table, the errors and ``ser config``:
     none holds the S3 secret key or the pseudonym key."""
     from ser_pipeline import storage
-    from ser_pipeline.runs.nightly import render_markdown, run_nightly
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
     from ser_pipeline.settings import get_settings
     from support.s3 import moto_server, reset_moto, use_endpoint
 
@@ -157,12 +157,12 @@ def test_credentials_never_appear_in_logs_artifacts_tables_or_errors(env, monkey
         fs.put(str(local) + "/", "archive/", recursive=True)
 
         report = run_nightly("s3://archive", settings=settings)
-        texts = [render_markdown(report), report.error or "", json.dumps(report.summary())]
+        texts = [nightly_markdown(report), report.error or "", json.dumps(report.summary())]
         monkeypatch.setenv("SER_REGISTRY_URL", "s3://archive/no-registry")
         settings = get_settings()
         failed = run_nightly("s3://archive", settings=settings)  # no champion there: a failed run with an error message
         assert failed.error
-        texts += [render_markdown(failed), failed.error]
+        texts += [nightly_markdown(failed), failed.error]
         try:
             storage.read_bytes("s3://no-such-bucket/x.wav")
         except Exception as exc:  # noqa: BLE001 - the message is what is checked

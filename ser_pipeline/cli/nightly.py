@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         """
         from tqdm import tqdm
 
-        from ser_pipeline.runs.nightly import render_markdown, run_nightly
+        from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
         from ser_pipeline.runs.steps import step_name
 
         bar = tqdm(unit="step", leave=False, desc="label")
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 result = run_nightly(archive_url, warehouse, model, batch_size, settings=settings_from(), step=step)
         except Exception as exc:  # noqa: BLE001 - the CLI reports any failure as exit 1
             fail(f"{type(exc).__name__}: {exc}")
-        markdown = render_markdown(result)
+        markdown = nightly_markdown(result)
         if report:
             from pathlib import Path
 

@@ -13,6 +13,6 @@ __getattr__, __dir__, __all__ = lazy.attach(
     submod_attrs={
         'crossval': ['HeldOut', 'Fold', 'CrossValidation', 'predict_held_out', 'evaluation_groups', 'cross_validate'],
         'recovery': ['Recovery', 'process_alive', 'recover_abandoned'],
-        'retrain': ['Step', 'TrainingSet', 'Registration', 'TrainingRun', 'training_spec', 'load_training_set', 'TEST_SHARE', 'split_fractions', 'make_split', 'fit', 'evaluate_held_out', 'register', 'promote', 'train_and_register', 'render_markdown'],
+        'retrain': ['Step', 'TrainingSet', 'Registration', 'TrainingRun', 'training_spec', 'load_training_set', 'TEST_SHARE', 'split_fractions', 'make_split', 'fit', 'evaluate_held_out', 'register', 'promote', 'train_and_register', 'retraining_markdown'],
     },
 )

@@ -203,7 +203,7 @@ def train_and_register(
     return TrainingRun(training_set, split_w, replace(trained, version=registration.version), metrics, held, registration)
 
 
-def render_markdown(registration: Registration, metrics: Mapping[str, Any], training_set: TrainingSet | None = None) -> str:
+def retraining_markdown(registration: Registration, metrics: Mapping[str, Any], training_set: TrainingSet | None = None) -> str:
     """Metrics table (overall and per class) and the confusion matrix, as markdown."""
     labels = list(metrics.get("labels", []))
     lines = [

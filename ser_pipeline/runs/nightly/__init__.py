@@ -28,7 +28,7 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    at a time, :func:`load_batch` (utterances and predictions, idempotent). A failed suite
    stops that batch's load, is recorded in the warehouse and the report, and the run ends
    failed.
-5. :func:`finish` -- the ingest run's status and counts; :func:`render_markdown` -- the
+5. :func:`finish` -- the ingest run's status and counts; :func:`nightly_markdown` -- the
    run's report (the flow publishes it as a Prefect artifact).
 
 Re-running is safe at every point: every loader is keyed, the feature store skips stored
@@ -52,7 +52,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         'batch_features': ['extract_batch', 'store_batch_features', 'featurise_batch', 'validate_batch_features'],
         'labelling': ['load_trained_model', 'predict_batch', 'apply_context', 'validate_batch_predictions', 'model_for', 'label_batch', 'label_features', 'LabelBatches', 'label_in_order'],
         'warehouse_steps': ['FLOW_NAME', 'start_run', 'record_quarantine', 'record_warnings', 'record_validations', 'load_surveys', 'load_batch', 'finish'],
-        'report': ['render_markdown'],
+        'report': ['nightly_markdown'],
         'run': ['run_settings', 'run_nightly'],
     },
 )

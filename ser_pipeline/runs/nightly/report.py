@@ -11,7 +11,7 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(report: NightlyReport) -> str:
+def nightly_markdown(report: NightlyReport) -> str:
     """The run's report: counts, emotion mix, validations, quarantined inputs, time per stage."""
     s = report.summary()
     lines = [
