@@ -11,7 +11,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from ser_pipeline.cli import app
-from ser_pipeline.features.extraction import featurize
+from ser_pipeline.features.extraction import featurise
 from ser_pipeline.features.store import read_features
 from ser_pipeline.features.spec import FeatureSpec
 from ser_pipeline.features.frames import extract_features
@@ -81,8 +81,8 @@ def test_cli_exit_codes_and_help(audio_tree, tmp_path):
 @pytest.mark.slow
 def test_parallel_processes_store_the_same_as_one(audio_tree, tmp_path, settings):
     urls = sorted(p.as_uri() for p in (audio_tree / "day1").glob("*.wav"))
-    serial = featurize(urls, (tmp_path / "a").as_uri(), SPEC, workers=1, progress=False, chunk_size=1, settings=settings)
-    parallel = featurize(urls, (tmp_path / "b").as_uri(), SPEC, workers=2, progress=False, chunk_size=1, settings=settings)
+    serial = featurise(urls, (tmp_path / "a").as_uri(), SPEC, workers=1, progress=False, chunk_size=1, settings=settings)
+    parallel = featurise(urls, (tmp_path / "b").as_uri(), SPEC, workers=2, progress=False, chunk_size=1, settings=settings)
     assert (serial.files_written, serial.rows_written, len(serial.failures)) == (4, 8, 1)
     assert (parallel.files_written, parallel.rows_written, len(parallel.failures)) == (4, 8, 1)
     a, fa = read_features((tmp_path / "a").as_uri(), SPEC, families=("contrast",))
@@ -95,7 +95,7 @@ def test_parallel_processes_store_the_same_as_one(audio_tree, tmp_path, settings
 def test_real_quirk_files_all_featurise(quirks_dir, tmp_path, settings):
     """Float WAVs, 96 kHz, AIFF named .wav: every real-world quirk decodes and is stored."""
     urls = sorted(p.as_uri() for p in quirks_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-    summary = featurize(urls, tmp_path.as_uri(), SPEC, workers=1, progress=False, settings=settings)
+    summary = featurise(urls, tmp_path.as_uri(), SPEC, workers=1, progress=False, settings=settings)
     assert summary.failures == [] and summary.files_written == len(urls) == 5
     frame, arrays = read_features(tmp_path.as_uri(), SPEC)
     assert frame["utterance_id"].nunique() == 5 and np.isfinite(arrays["mfcc"]).all()

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         if corpus not in CORPUS_CHOICES:
             fail(f"--corpus must be one of {', '.join(CORPUS_CHOICES)}, not {corpus!r}", EXIT_USAGE)
         from ser_pipeline import storage
-        from ser_pipeline.features.extraction import Failure, featurize
+        from ser_pipeline.features.extraction import Failure, featurise
         from ser_pipeline.features.spec import FeatureSpec
 
         settings = settings_from(feature_store_url=out, workers=workers)
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         if not items:
             fail(f"{source_url}: no audio files found (read as {used})", EXIT_USAGE)
         spec = FeatureSpec.from_settings(settings)
-        summary = featurize(items, settings.feature_store_url, spec, workers=settings.workers,
+        summary = featurise(items, settings.feature_store_url, spec, workers=settings.workers,
                             progress=progress and not as_json, source_url=source_url, settings=settings)
         summary.files_seen += len(unread)
         summary.failures.extend(Failure(path, reason) for path, reason in unread)

@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=['extraction', 'frames', 'functionals', 'spec', 'store'],
     submod_attrs={
-        'extraction': ['PLAIN_SOURCE', 'Failure', 'ExtractionSummary', 'relative_path', 'item_record', 'featurize'],
+        'extraction': ['PLAIN_SOURCE', 'Failure', 'ExtractionSummary', 'relative_path', 'item_record', 'featurise'],
         'frames': ['extract_features', 'one_blas_thread', 'extract_features_naive'],
         'functionals': ['functional_names', 'pitch_track', 'speech_mask', 'summarise'],
         'spec': ['FAMILIES', 'FUNCTIONALS', 'FeatureSpec', 'window_starts', 'fix_length', 'clip_windows'],

@@ -1,6 +1,6 @@
 """Featurise many audio files in parallel processes into the feature store.
 
-:func:`featurize` takes corpus items (anything with the :class:`~ser_pipeline.training.corpora.CorpusItem`
+:func:`featurise` takes corpus items (anything with the :class:`~ser_pipeline.training.corpora.CorpusItem`
 attributes) or plain audio URLs. Files go to worker processes in chunks (one task per chunk
 amortises the inter-process overhead); a worker reads each file once, hashes its bytes, skips
 it when that content is already stored for the spec, otherwise decodes it
@@ -42,7 +42,7 @@ class Failure:
 
 @dataclass
 class ExtractionSummary:
-    """What one :func:`featurize` run did."""
+    """What one :func:`featurise` run did."""
 
     files_seen: int = 0
     files_written: int = 0  # files whose windows were stored by this run
@@ -110,7 +110,7 @@ def _init_worker(skip: frozenset[str], settings: Settings) -> None:
         os.environ.setdefault(var, "1")  # one process per core already
 
 
-def _featurize_chunk(
+def _featurise_chunk(
     records: Sequence[dict[str, Any]], spec: FeatureSpec, skip: frozenset[str] | None = None, settings: Settings | None = None
 ) -> list[dict[str, Any]]:
     """Featurise a chunk of files; one result dict per file (``status`` ok, skipped or failed)."""
@@ -201,7 +201,7 @@ class _Writer:
             self.flush(source)
 
 
-def featurize(
+def featurise(
     items: Iterable[Any],
     store_url: str | None = None,
     spec: FeatureSpec | None = None,
@@ -248,7 +248,7 @@ def featurize(
     with tqdm(total=len(records), unit="file", desc="features", disable=not progress) as bar:
         if workers <= 1 or len(chunks) <= 1:
             for chunk in chunks:
-                absorb(_featurize_chunk(chunk, spec, skip, settings))
+                absorb(_featurise_chunk(chunk, spec, skip, settings))
         else:
             import multiprocessing
 
@@ -259,7 +259,7 @@ def featurize(
                 queue = iter(chunks)
                 in_flight: dict[Any, list[dict[str, Any]]] = {}
                 for chunk in queue:
-                    in_flight[pool.submit(_featurize_chunk, chunk, spec)] = chunk
+                    in_flight[pool.submit(_featurise_chunk, chunk, spec)] = chunk
                     if len(in_flight) >= 2 * workers:
                         break
                 while in_flight:
@@ -273,7 +273,7 @@ def featurize(
                             absorb([{"status": "failed", "path": r["path"], "reason": reason} for r in chunk])
                         nxt = next(queue, None)
                         if nxt is not None:
-                            in_flight[pool.submit(_featurize_chunk, nxt, spec)] = nxt
+                            in_flight[pool.submit(_featurise_chunk, nxt, spec)] = nxt
         writer.flush_all()
     summary.elapsed_s = time.perf_counter() - started
     return summary

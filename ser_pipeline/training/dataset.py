@@ -62,7 +62,7 @@ def load_labelled(
     ``settings.feature_store_url``), and return the aligned windows. The corpora are read with
     the caller's ``settings`` too, so an ``s3://`` corpus uses the same endpoint as the store."""
     from ser_pipeline.training.corpora import SkippedFile, read_corpus
-    from ser_pipeline.features.extraction import featurize
+    from ser_pipeline.features.extraction import featurise
     from ser_pipeline.features.store import read_features
 
     store_url = store_url or settings.feature_store_url
@@ -74,7 +74,7 @@ def load_labelled(
         empty = pd.DataFrame(columns=["utterance_id", "window", "speaker", "gender", "emotion", "corpus", "path"])
         return LabelledSet(empty, {f: np.zeros((0, *spec.shapes[f]), np.float32) for f in families},
                            tuple((s.path, s.reason) for s in skipped))
-    summary = featurize(items, store_url, spec, progress=progress, settings=settings)
+    summary = featurise(items, store_url, spec, progress=progress, settings=settings)
     failures = [(s.path, s.reason) for s in skipped] + [(f.path, f.reason) for f in summary.failures]
     labels = pd.DataFrame(
         [{"utterance_id": i.utterance_id, "speaker": i.speaker, "gender": i.gender, "emotion": i.emotion,
