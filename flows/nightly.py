@@ -49,12 +49,14 @@ def task_runner(settings: Settings) -> Any:
     return DaskTaskRunner(cluster_kwargs=cluster_kwargs)
 
 
-def label_on_runner(settings: Settings, batches: Any, model: Any) -> Any:
+def label_batches_on_runner(settings: Settings, batches: Any, model_or_version: nightly.ModelOrVersion) -> Any:
     """Submit one ``label-batch`` task per batch to the flow's task runner; yield each result
-    as it completes (the flow loads it while the other batches are still being labelled)."""
+    as it completes (the flow loads it while the other batches are still being labelled).
+    ``model_or_version``: what :func:`~ser_pipeline.runs.nightly.label_batch` takes (the run
+    hands a task runner the model's registry version)."""
     from prefect.futures import as_completed
 
-    futures = [as_task(nightly.label_batch).submit(settings, batch, model) for batch in batches]
+    futures = [as_task(nightly.label_batch).submit(settings, batch, model_or_version) for batch in batches]
     for future in as_completed(futures):
         yield future.result()
 
@@ -89,7 +91,7 @@ def label_new_audio(
         settings=settings,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         step=as_task,
-        label_batches=label_on_runner,
+        label_batches=label_batches_on_runner,
     )
     create_markdown_artifact(
         key="nightly-labeling-report",

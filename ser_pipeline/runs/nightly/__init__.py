@@ -18,7 +18,9 @@ same steps in order without Prefect, for a notebook or a test. The steps:
    utterances together); a session longer than a batch is cut into parts of at most
    ``batch_size`` utterances, so memory never grows with a recording's length. Unreadable
    recordings are quarantined.
-4. per batch, :func:`label_batch` (the unit a task runner spreads over workers):
+4. per batch, :func:`label_batch` (the unit a task runner spreads over workers; in one
+   process, :func:`label_batches_in_order` extracts the next batch's features while
+   :func:`label_extracted_batch` labels the current one):
    :func:`extract_batch` (decode each recording once per stretch and slice the utterances,
    windows, features), then side by side :func:`store_batch_features` (appended to the
    Parquet store), :func:`validate_batch_features` (GX ``features``) and
@@ -50,7 +52,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         'discovery': ['discover'],
         'planning': ['HASH_CHUNK_BYTES', 'RECORDING_CACHE_DIR', 'recording_hash', 'plan'],
         'batch_features': ['extract_batch', 'store_batch_features', 'featurise_batch', 'validate_batch_features'],
-        'labelling': ['load_trained_model', 'predict_batch', 'apply_context', 'validate_batch_predictions', 'model_for', 'label_batch', 'label_features', 'LabelBatches', 'label_in_order'],
+        'labelling': ['load_trained_model', 'predict_batch', 'apply_context', 'validate_batch_predictions', 'ModelOrVersion', 'model_for', 'label_batch', 'label_extracted_batch', 'LabelBatches', 'label_batches_in_order'],
         'warehouse_steps': ['FLOW_NAME', 'start_run', 'record_quarantine', 'record_warnings', 'record_validations', 'load_surveys', 'load_batch', 'finish'],
         'report': ['nightly_markdown'],
         'run': ['run_settings', 'run_nightly'],

@@ -1,12 +1,24 @@
 """A batch's features to predictions: the model on every window (loaded once per process),
 window probabilities pooled per utterance, the session context filter, the GX ``predictions``
-suite; and the two ways a run labels its batches (here in order, or one task per batch)."""
+suite; and the two ways a run labels its batches (here in order, or one task per batch).
+
+Three labelling functions, by what they start from:
+
+- :func:`label_batch`: one batch from its audio (extract its features, then
+  :func:`label_extracted_batch`); the unit a task runner spreads over workers;
+- :func:`label_extracted_batch`: one batch whose features are already extracted (store,
+  validate, predict, context, validate);
+- :func:`label_batches_in_order`: every batch of a run, one after the other in this process,
+  the next one's features extracted while the current one is labelled.
+
+Each takes the model as a :data:`ModelOrVersion`: a loaded model, or a registry version
+loaded once per process (:func:`model_for`)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -16,17 +28,22 @@ from ser_pipeline.labels import EMOTIONS
 from ser_pipeline.runs.nightly.batch_features import extract_batch, store_batch_features, validate_batch_features
 from ser_pipeline.runs.nightly.records import Batch, BatchFeatures, BatchPredictions, LabelledBatch, Stopwatch
 from ser_pipeline.settings import Settings
+from ser_pipeline.training.fit import TrainedModel
 from ser_pipeline.validation import ValidationResult
 
+# What the labelling functions take as the model: a loaded model, or a registry version
+# ("champion" or a version id) loaded once per process by :func:`model_for`.
+ModelOrVersion: TypeAlias = TrainedModel | str
 
-def load_trained_model(settings: Settings, which: str = "champion") -> Any:
+
+def load_trained_model(settings: Settings, which: str = "champion") -> TrainedModel:
     """The model to label with: ``which`` is ``"champion"`` or a registry version."""
     from ser_pipeline.training.registry import load_model
 
     return load_model(settings.registry_url, which, settings=settings)
 
 
-def predict_batch(trained: Any, features: BatchFeatures, batch_size: int | None = None) -> BatchPredictions:
+def predict_batch(trained: TrainedModel, features: BatchFeatures, batch_size: int | None = None) -> BatchPredictions:
     """The model on every window; window probabilities averaged per utterance (in the order
     utterances first appear in ``features.keys``)."""
     from ser_pipeline.inference.predict import pool_windows, predict_proba
@@ -83,29 +100,32 @@ def validate_batch_predictions(predictions: BatchPredictions) -> ValidationResul
     return validate_predictions(predictions.frame, labels=predictions.labels)
 
 
-_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS: dict[tuple[str, str], TrainedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def model_for(settings: Settings, model: Any) -> Any:
-    """``model`` itself when it is a loaded model; for a registry version (a string), the model
-    loaded once per process (a Dask worker labels many batches with the same model)."""
-    if not isinstance(model, str):
-        return model
-    key = (settings.registry_url, model)
+def model_for(settings: Settings, model_or_version: ModelOrVersion) -> TrainedModel:
+    """``model_or_version`` itself when it is a loaded model; for a registry version (a
+    string), the model loaded once per process (a Dask worker labels many batches with the
+    same model)."""
+    if not isinstance(model_or_version, str):
+        return model_or_version
+    key = (settings.registry_url, model_or_version)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS.clear()
-            _MODELS[key] = load_trained_model(settings, model)
+            _MODELS[key] = load_trained_model(settings, model_or_version)
         return _MODELS[key]
 
 
-def label_batch(settings: Settings, batch: Batch, model: Any) -> LabelledBatch:
-    """Featurise, validate, predict, add context and validate one batch (no warehouse write).
+def label_batch(settings: Settings, batch: Batch, model_or_version: ModelOrVersion) -> LabelledBatch:
+    """One batch from its audio: decode and extract its features, then
+    :func:`label_extracted_batch` (store, validate, predict, add context, validate; no
+    warehouse write).
 
-    ``model`` is a loaded model or a registry version (loaded once per process). This is the
-    unit of work the flow spreads over its task runner; loading stays with the flow, one
-    writer at a time.
+    ``model_or_version`` is a loaded model or a registry version (loaded once per process).
+    This is the unit of work the flow spreads over its task runner; loading stays with the
+    flow, one writer at a time.
 
     Once the features are extracted, three things run side by side: the feature-store write
     and the model (both mostly outside the GIL, on two threads) and the GX features suite
@@ -113,16 +133,17 @@ def label_batch(settings: Settings, batch: Batch, model: Any) -> LabelledBatch:
     the outcome is the same as validating first; the store write is always finished before
     this returns, so nothing is loaded whose features are not stored.
     """
-    trained = model_for(settings, model)
-    return label_features(settings, extract_batch(settings, batch, spec_of(trained, settings)), trained)
+    trained = model_for(settings, model_or_version)
+    return label_extracted_batch(settings, extract_batch(settings, batch, spec_of(trained, settings)), trained)
 
 
-def label_features(settings: Settings, features: BatchFeatures, model: Any) -> LabelledBatch:
-    """:func:`label_batch` from the batch's extracted features on (store, validate, predict,
-    context, validate)."""
+def label_extracted_batch(settings: Settings, features: BatchFeatures, model_or_version: ModelOrVersion) -> LabelledBatch:
+    """One batch whose features are already extracted (:func:`extract_batch`): the rest of
+    :func:`label_batch`, that is store, validate, predict, add context and validate (no
+    warehouse write)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    trained = model_for(settings, model)
+    trained = model_for(settings, model_or_version)
     batch = features.batch
     target = f"batch {batch.index}: sessions {', '.join(batch.sessions)}"
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -148,13 +169,14 @@ def label_features(settings: Settings, features: BatchFeatures, model: Any) -> L
     return LabelledBatch(batch, with_context, tuple(validations), quarantined, timings)
 
 
-# label_batches(settings, batches, model) -> the LabelledBatch of each batch, in any order.
-LabelBatches = Callable[[Settings, Sequence[Batch], Any], Iterable[LabelledBatch]]
+# label_batches(settings, batches, model_or_version) -> the LabelledBatch of each batch, in any order.
+LabelBatches = Callable[[Settings, Sequence[Batch], ModelOrVersion], Iterable[LabelledBatch]]
 
 
-def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any) -> Iterator[LabelledBatch]:
-    """The batches in order in this process, lazily, with the next batch's audio decoded and
-    featurised on a background thread while this one is validated, predicted and loaded.
+def label_batches_in_order(settings: Settings, batches: Sequence[Batch], model_or_version: ModelOrVersion) -> Iterator[LabelledBatch]:
+    """Every batch, in order in this process, lazily: the next batch's audio decoded and
+    featurised (:func:`extract_batch`) on a background thread while this one is labelled
+    (:func:`label_extracted_batch`) and loaded by the caller.
 
     Decoding and features are numeric work outside the GIL, the suites and the loads mostly
     Python, so the two overlap on two cores. At most two batches' features are in memory.
@@ -163,7 +185,7 @@ def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any) -> 
 
     if not batches:
         return
-    trained = model_for(settings, model)
+    trained = model_for(settings, model_or_version)
     spec = spec_of(trained, settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract") as prefetch:
         upcoming = prefetch.submit(extract_batch, settings, batches[0], spec)
@@ -171,5 +193,5 @@ def label_in_order(settings: Settings, batches: Sequence[Batch], model: Any) -> 
             features = upcoming.result()
             if i + 1 < len(batches):
                 upcoming = prefetch.submit(extract_batch, settings, batches[i + 1], spec)
-            yield label_features(settings, features, trained)
+            yield label_extracted_batch(settings, features, trained)
             del features

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ser_pipeline.errors import SerError
 from ser_pipeline.runs.nightly.discovery import discover
-from ser_pipeline.runs.nightly.labelling import LabelBatches, label_in_order, load_trained_model
+from ser_pipeline.runs.nightly.labelling import LabelBatches, label_batches_in_order, load_trained_model
 from ser_pipeline.runs.nightly.planning import plan
 from ser_pipeline.runs.nightly.records import NightlyReport, Stopwatch
 from ser_pipeline.runs.nightly.warehouse_steps import (
@@ -48,9 +48,9 @@ def run_nightly(
     Returns the report; ``report.failed`` is True when a validation suite failed (that batch
     was not loaded) or the run stopped on an error. ``step(fn)`` may wrap each step
     (``flows/nightly.py`` passes one that returns the function's Prefect task).
-    ``label_batches`` labels the planned batches (default :func:`label_in_order`, here, one
-    after the other); the flow passes one that submits :func:`label_batch` per batch to its
-    task runner (threads, or a Dask cluster) and yields results as they complete. Loading
+    ``label_batches`` labels the planned batches (default :func:`label_batches_in_order`, here,
+    one after the other); the flow passes one that submits :func:`label_batch` per batch to
+    its task runner (threads, or a Dask cluster) and yields results as they complete. Loading
     stays here, one batch at a time.
     """
     settings = run_settings(settings, archive_url, warehouse, batch_size)
@@ -70,8 +70,8 @@ def run_nightly(
         planned = step(plan)(settings, found.surveys, report.model_version)
         report.add_plan(planned)
         # In this process the loaded model is handed over; a task runner gets its version.
-        model_ref = trained if label_batches is None else report.model_version
-        for labelled in (label_batches or label_in_order)(settings, planned.batches, model_ref):
+        model_or_version = trained if label_batches is None else report.model_version
+        for labelled in (label_batches or label_batches_in_order)(settings, planned.batches, model_or_version):
             report.add_labelled(labelled)
             if labelled.loadable:
                 loaded = step(load_batch)(settings, labelled.batch, labelled.predictions, report.run_id)
