@@ -46,7 +46,7 @@ def _table(frame, limit: int = 12) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="demo-data", help="folder for the archive, stores and warehouse")
-    parser.add_argument("--epochs", type=int, default=100, help="most training epochs (early stopping ends sooner)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's, TrainConfig.epochs)")
     args = parser.parse_args(argv)
 
     root = Path(args.root).resolve()
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _stage(f"Generating a focus-group archive and a training corpus under {root}")
     with tqdm(desc="training corpus", unit="clip") as bar:
-        synth.generate_corpus((root / "corpus").as_uri(), n_speakers=96, utterances_per_emotion=2, seed=1,
+        synth.generate_corpus((root / "corpus").as_uri(), n_speakers=144, utterances_per_emotion=3, seed=1,
                               progress=_progress(bar))
     with tqdm(desc="archive sessions", unit="session") as bar:
         turns = synth.generate_archive(settings.archive_url, n_surveys=2, sessions_per_survey=4,
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     champion = registry.champion_version(settings.registry_url, settings=settings)
     if champion is None:
         _stage("Training the recommended model on the generated speech (retraining flow)")
-        result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, epochs=args.epochs, settings=settings)
+        options = {} if args.epochs is None else {"epochs": args.epochs}
+        result = retrain_model(corpus_urls={"synth": (root / "corpus").as_uri()}, settings=settings, **options)
         print(f"model {result['version']}: UAR {result['uar']:.3f}, accuracy {result['accuracy']:.3f} "
               f"on held-out generated speakers; {result['reason']}")
     else:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     con = warehouse.connect(db, read_only=True, settings=settings)
     try:
-        html = report.write_report(con, survey, root / "reports")
+        html = report.write_survey_report(con, survey, root / "reports")
         score = truth.agreement(con, truth.load_truth(settings.archive_url, settings=settings))
     finally:
         con.close()

@@ -474,8 +474,3 @@ def write_survey_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir:
     path = out / f"{survey_id}.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
-
-
-# The old name, kept only for flows/demo.py (another engineer's open edit): remove it when that
-# call reads ``report.write_survey_report``. Everything else uses the name above.
-write_report = write_survey_report

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from ser_pipeline.inference.predict import spec_of
-from ser_pipeline.labels import EMOTIONS
 from ser_pipeline.runs.nightly.batch_features import extract_batch, store_batch_features, validate_batch_features
 from ser_pipeline.runs.nightly.records import Batch, BatchFeatures, BatchPredictions, LabelledBatch, Stopwatch
 from ser_pipeline.settings import Settings
@@ -62,9 +61,9 @@ def predict_batch(trained: TrainedModel, features: BatchFeatures, batch_size: in
 
 
 def _empty_predictions() -> pd.DataFrame:
-    columns = ["utterance_id", "model_version", "label", "confidence", *(f"p_{e}" for e in EMOTIONS),
-               "context_label", "context_confidence", *(f"ctx_p_{e}" for e in EMOTIONS)]
-    return pd.DataFrame(columns=columns)
+    from ser_pipeline.warehouse.loads import PREDICTION_COLUMNS
+
+    return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
 
 
 def apply_context(predictions: BatchPredictions, batch: Batch, stay: float) -> BatchPredictions:
