@@ -9,6 +9,15 @@ one, so concurrent writers and crashed runs cannot damage what is stored. Files 
 atomically (written under a ``.tmp-`` name, then renamed); readers only look at
 ``part-*.parquet`` and so never see a half-written file.
 
+The keys, one meaning each whoever writes them (they are stored, so they keep their names):
+
+- ``source``: the store's partition, where the audio came from: a corpus name (training) or
+  a survey id (the nightly run);
+- ``group``: the unit read back together within a source: a corpus speaker, or a session;
+- ``content_hash``: the content address that makes a re-run write nothing: a corpus clip's
+  sha256, or an archive utterance's id, which is itself the hash of its recording's content
+  and its span (``segmentation.utterance_id``).
+
 Columns: the keys ``source, group, speaker, utterance_id, window, content_hash, spec_hash``,
 whatever metadata the caller passes (emotion, gender, corpus, path, duration_s, ...), and one
 column per feature family holding the matrix flattened row-major as
