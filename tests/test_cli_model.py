@@ -73,15 +73,18 @@ def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     assert len(result["test_speakers"]) == 1 and result["test_speakers"][0].startswith("ravdess:")
     assert not set(result["test_speakers"]) & set(result["train_speakers"])
     assert result["promoted"] and 0.0 <= result["uar"] <= 1.0
+    assert not result["val_speakers"]  # the recipe's default: every non-test speaker trains
     assert (tmp_path / "report" / "confusion_matrix.png").exists()
     assert "epoch   1/5" in trained.stderr
 
     crossval = ser("train", "--corpus", f"ravdess={subset}", "--features", "stacked", "--architecture", "pooled",
-                   "--normalization", "speaker", "--augment", "0", "--epochs", "1", "--kfold", "2", "--json", "--out", str(tmp_path / "cv"), env=env)
+                   "--normalization", "speaker", "--augment", "0", "--epochs", "1", "--kfold", "2", "--validation-share", "0.3",
+                   "--json", "--out", str(tmp_path / "cv"), env=env)
     assert crossval.returncode == 0, crossval.stderr[-3000:]
     cv = json.loads(crossval.stdout)
     held = [s for fold in cv["folds"] for s in fold["test_speakers"]]
     assert sorted(held) == [f"ravdess:0{a}" for a in range(1, 5)] and cv["n"] == 240
+    assert all(len(fold["val_speakers"]) == 1 for fold in cv["folds"])  # --validation-share keeps a speaker apart
     assert "fold 2/2: held out" in crossval.stderr and (tmp_path / "cv" / "report.md").exists()
 
     evaluated = ser("evaluate", "--corpus", f"ravdess={subset}", "--context", "--condition", "clean,snr10,telephone",
