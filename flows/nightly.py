@@ -34,13 +34,12 @@ from ser_pipeline.settings import Settings, get_settings
 
 from flows.task_options import as_task
 
+
 def task_runner(settings: Settings) -> Any:
     """The nightly flow's task runner: Dask, on the cluster at ``settings.dask_address`` when
     set (``tcp://scheduler:8786``), else on a local cluster of ``settings.dask_workers``
     worker processes (0: one per core), one thread each (a batch uses the worker's cores
     itself: feature threads, the backend's own thread pool)."""
-    from prefect_dask import DaskTaskRunner
-
     if settings.dask_address:
         return DaskTaskRunner(address=settings.dask_address)
     cluster_kwargs: dict[str, Any] = {"processes": True, "threads_per_worker": 1, "dashboard_address": None}
