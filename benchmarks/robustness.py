@@ -1,11 +1,14 @@
 """Robustness benchmark: models side by side per recording condition and through sessions.
 
-For each model recipe (the champion's: ``TrainConfig()``; the previous champion: pooled
-network on stacked frames, per-speaker normalisation, no corruption; the seed CNN on MFCC),
+For each model recipe (the champion's: ``TrainConfig()``; the previous champion's of
+2026-12-02: the same MLP early-stopped on 10% of the speakers, prior 5; ``pooled``, the one
+before it, on request; the seed CNN on MFCC),
 K-fold cross-validation over speaker groups of the corpus (default ravdess-dev, 4 folds):
 
 - every fold's model is evaluated on its held-out speakers' clips under each condition
   (``robustness.evaluate_conditions``), the folds pooled per condition;
+- the same clean clips heard as one-sided participants (``robustness.one_sided_participants``:
+  each speaker's clips sorted by emotion, dealt into participants of 15), row ``one-sided``;
 - with ``--sessions`` every fold's model also labels focus-group sessions assembled from its
   held-out speakers (reverberant, a -54 dBFS noise floor, diarizer turns) through the real
   nightly path into a fresh DuckDB file, scored against the truth

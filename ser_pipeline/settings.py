@@ -3,9 +3,9 @@
 Every value comes from an environment variable ``SER_<NAME>`` (or a ``.env`` file), and the
 CLI overrides any of them with flags. The environment is read only at the edges (the CLI,
 the flows, the demo, benchmarks: :func:`get_settings`); the library takes the resulting
-object, or the URL, path or key it configures, as an argument and never looks it up. Local defaults put everything under ``./demo-data``;
-production points the URLs at ``s3://`` and nothing else changes, since ``file://`` and
-``s3://`` go through the same fsspec code path.
+object, or the URL, path or key it configures, as an argument and never looks it up. Local
+defaults put everything under ``./demo-data``; production points the URLs at ``s3://`` and
+nothing else changes, since ``file://`` and ``s3://`` go through the same fsspec code path.
 """
 
 from __future__ import annotations

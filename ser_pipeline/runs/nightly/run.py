@@ -17,7 +17,6 @@ from ser_pipeline.runs.steps import Step, run_as_is
 from ser_pipeline.settings import Settings, override
 
 
-
 def run_settings(
     settings: Settings,
     archive_url: str | None = None,
