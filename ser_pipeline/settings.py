@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     s3_max_attempts: int = 8  # botocore's retries (standard mode: exponential backoff with jitter)
     s3_timeout_s: float = 30.0
 
+    # Caches the pipeline builds itself (the bundled encoder's assembled weights).
+    home: Path = Field(default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ser-pipeline")
+
     # Audio and features.
     sample_rate: int = 22_050
     workers: int = 0  # 0: all cores
@@ -48,6 +51,9 @@ class Settings(BaseSettings):
     # recording stretch and dropped), two batches at a time while the next one is prefetched.
     batch_size: int = 1024
     decode_span_s: float = 600.0  # a recording is decoded at most this many seconds at a time
+    # The speech encoder whose embeddings the model hears: a bundled one ("whisper-base",
+    # "whisper-tiny.en") or the path of any CTranslate2 Whisper directory.
+    encoder: str = "whisper-base"
 
     # Session context: the chance that a participant's emotion persists to their next
     # utterance (the sticky transition matrix of context.py in the nightly run).
@@ -64,6 +70,11 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     dask_address: str | None = None  # an existing Dask scheduler (tcp://host:8786); None: a local cluster
     dask_workers: int = 0  # workers of the local cluster; 0: one per core
+    # The local cluster's workers: threads in the calling process (False: works from any script,
+    # notebook, `python -c` or stdin) or worker processes (True: deployments, whose entry point
+    # re-imports safely).
+    dask_processes: bool = False
+    dask_start_timeout_s: float = Field(default=60.0, gt=0.0)  # a cluster not up by then fails the run
 
     def storage_options(self, url: str) -> dict[str, Any]:
         """fsspec keyword arguments for ``url`` (empty for local paths)."""
