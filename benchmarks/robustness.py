@@ -1,8 +1,9 @@
 """Robustness benchmark: models side by side per recording condition and through sessions.
 
-For each model recipe (the champion's: ``TrainConfig()``; the previous champion's of
-2026-12-02: the same MLP early-stopped on 10% of the speakers, prior 5; ``pooled``, the one
-before it, on request; the seed CNN on MFCC),
+For each model recipe (the champion's: ``TrainConfig()``, a frozen Whisper encoder's
+embeddings; ``functionals``, the champion of 2026-12-07; ``previous``, that of 2026-12-02:
+the same MLP early-stopped on 10% of the speakers, prior 5; ``pooled``, the one before it, on
+request; the seed CNN on MFCC),
 K-fold cross-validation over speaker groups of the corpus (default ravdess-dev, 4 folds):
 
 - every fold's model is evaluated on its held-out speakers' clips under each condition
@@ -42,17 +43,23 @@ DEFAULT_CONDITIONS = "clean,snr30,snr20,snr10,babble10,reverb,telephone,codec,mi
 
 
 def recipes(seed_epochs: int):
+    from dataclasses import replace
+
     from ser_pipeline.training.fit import TrainConfig
 
+    functionals = TrainConfig(architecture="mlp", input_kind="functionals", calibration_folds=0)
     return {
         "champion": TrainConfig(),
+        # the champion of 2026-12-07: an MLP on prosodic and spectral functionals, uncalibrated
+        "functionals": functionals,
         # the champion of 2026-12-02: the same MLP, early-stopped on 10% of the speakers, prior 5
-        "previous": TrainConfig(validation_share=0.1, epochs=100, speaker_prior_utterances=5.0),
+        "previous": replace(functionals, validation_share=0.1, epochs=100, speaker_prior_utterances=5.0),
         # the one before it: a pooled network over frame features, no corruption
         "pooled": TrainConfig(architecture="pooled", input_kind="stacked", normalization="speaker", corrupted_copies=0,
-                              speaker_prior_utterances=5.0, heard_group_max=0, clip_z=0.0, validation_share=0.1, epochs=100),
+                              speaker_prior_utterances=5.0, heard_group_max=0, clip_z=0.0, validation_share=0.1, epochs=100,
+                              calibration_folds=0),
         "seed": TrainConfig(architecture="seed", input_kind="mfcc", normalization="global", corrupted_copies=0,
-                            validation_share=0.1, epochs=seed_epochs),
+                            validation_share=0.1, epochs=seed_epochs, calibration_folds=0),
     }
 
 
@@ -135,13 +142,18 @@ def markdown(results, conditions) -> str:
         sess = f"{100 * s['accuracy']:.1f} ({100 * s['context_accuracy']:.1f})" if s else "-"
         tess = f"{100 * r['tess'][0]['uar']:.1f}" if r.get("tess") else "-"
         lines.append(f"| {r['recipe']} | " + " | ".join(cells) + f" | {'-' if gap is None else f'{100 * gap:.1f}'} | {sess} | {tess} |")
+    lines += ["", "Expected calibration error per condition (15 bins):", "",
+              "| recipe | " + " | ".join(conditions) + " |", "|---|" + "---:|" * len(conditions)]
+    for r in results:
+        by = {c["condition"]: c for c in r["conditions"]}
+        lines.append(f"| {r['recipe']} | " + " | ".join(f"{by[c]['ece']:.3f}" for c in conditions) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", action="append", default=None, help="NAME=PATH (default ravdess=../shared/data/ravdess-dev)")
-    parser.add_argument("--models", default="champion,previous,seed", help="recipes to compare: champion, previous, pooled, seed")
+    parser.add_argument("--models", default="champion,functionals", help="recipes to compare: champion, functionals, previous, pooled, seed")
     parser.add_argument("--conditions", default=DEFAULT_CONDITIONS)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)

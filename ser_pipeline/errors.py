@@ -20,6 +20,16 @@ class FeatureSpecMismatch(SerError):
     """A model was asked to run on features made with another FeatureSpec."""
 
 
+class EncoderUnavailable(SerError):
+    """The speech encoder's weights cannot be had: a package not installed, a missing part, a
+    wrong checksum, a directory that is not a CTranslate2 Whisper model."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
 class ManifestError(SerError):
     """A manifest or sidecar file is malformed or points outside the archive."""
 
@@ -54,3 +64,14 @@ class NightlyRunFailed(SerError):
     def __init__(self, message: str, summary: dict | None = None):
         self.summary = dict(summary or {})
         super().__init__(message)
+
+
+class ClusterStartFailed(SerError):
+    """The nightly flow's Dask cluster could not be had: its workers did not start, it was not
+    up within ``SER_DASK_START_TIMEOUT_S``, or its scheduler could not be reached. ``reason``
+    says why and which setting chooses another runner."""
+
+    def __init__(self, cluster: str, reason: str):
+        self.cluster = cluster
+        self.reason = reason
+        super().__init__(f"{cluster}: {reason}")

@@ -36,10 +36,17 @@ def quirks_dir() -> Path:
     return _require(SHARED_DATA / "quirks")
 
 
+@pytest.fixture(scope="session")
+def encoder_home(tmp_path_factory) -> Path:
+    """One SER_HOME for the session: the bundled encoder is assembled there once."""
+    return tmp_path_factory.mktemp("ser-home")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
+def _isolated_settings(tmp_path, monkeypatch, encoder_home):
     """Point every default store at the test's own folder so no test touches ./demo-data (the
     CLI and the flows read these variables, as edges do; the library gets :func:`settings`)."""
+    monkeypatch.setenv("SER_HOME", str(encoder_home))
     monkeypatch.setenv("SER_ARCHIVE_URL", (tmp_path / "archive").as_uri())
     monkeypatch.setenv("SER_FEATURE_STORE_URL", (tmp_path / "features").as_uri())
     monkeypatch.setenv("SER_REGISTRY_URL", (tmp_path / "registry").as_uri())

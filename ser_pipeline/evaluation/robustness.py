@@ -59,7 +59,7 @@ def evaluate_conditions(
 ) -> list[ConditionResult]:
     """``trained`` on ``utterances`` (one row per clip: path, speaker, gender, emotion, corpus,
     utterance_id) under each condition, in order."""
-    from ser_pipeline.runs.crossval import evaluation_groups
+    from ser_pipeline.evaluation.held_out import evaluation_groups
     from ser_pipeline.evaluation.metrics import evaluate
     from ser_pipeline.inference.predict import predict_proba
 
@@ -91,7 +91,7 @@ def one_sided_participants(utterances: pd.DataFrame, turns: int = 15) -> pd.Seri
 def pool_results(parts: Sequence[Sequence[ConditionResult]]) -> list[ConditionResult]:
     """Per condition, the results of several models on disjoint speakers (cross-validation
     folds) pooled into one evaluation."""
-    from ser_pipeline.runs.crossval import evaluation_groups
+    from ser_pipeline.evaluation.held_out import evaluation_groups
     from ser_pipeline.evaluation.metrics import evaluate
 
     pooled = []

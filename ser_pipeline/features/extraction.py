@@ -228,6 +228,8 @@ def featurise(
     spec = spec or FeatureSpec.from_settings(settings)
     store_url = store_url or settings.feature_store_url
     workers = workers or settings.effective_workers()
+    if spec.output == "embeddings":  # the encoder spreads one window over every core itself
+        workers = 1
     records = [item_record(item, source_url) for item in items]
     summary = ExtractionSummary(files_seen=len(records))
     stored = stored_hashes(store_url, spec, {r["source"] for r in records}, settings) if records else set()

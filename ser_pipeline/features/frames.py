@@ -199,11 +199,28 @@ def extract_features(
     to keep all of a long clip). For ``output="frames"`` equal to :func:`extract_features_naive`
     within float32 rounding (see ``tests/test_features.py`` for the tolerance); for
     ``output="functionals"`` the frame families and a pitch track are summarised over each
-    window's speech frames (``functionals.py``).
+    window's speech frames (``functionals.py``); for ``output="embeddings"`` each clip is
+    heard by the spec's encoder at its own length, unpadded (``encoder.py``).
     """
     spec = spec or FeatureSpec()
+    if spec.output == "embeddings":
+        return _embed_all(clips, spec)
     with one_blas_thread():
         return _extract_all(_as_batch(clips, spec), spec, batch_size)
+
+
+def _embed_all(clips: Sequence[np.ndarray] | np.ndarray, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """``{"embedding": (n, 2 * width, 1)}``: the encoder's pooled embeddings of each window at its own length."""
+    from ser_pipeline.features.encoder import embed
+    from ser_pipeline.features.spec import EMBEDDING
+
+    if not spec.encoder_dir:
+        raise ValueError(f"the embeddings spec of encoder {spec.encoder!r} does not say where its weights lie "
+                         "(FeatureSpec.located, or spec_for_encoder with the settings)")
+    clips = list(clips)
+    if not clips:
+        return {EMBEDDING: np.zeros((0, 2 * spec.encoder_width, 1), np.float32)}
+    return {EMBEDDING: embed([c[: spec.n_samples] for c in clips], spec.encoder_dir)[:, :, None]}
 
 
 def one_blas_thread():

@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import numpy as np
 
 FAMILIES: tuple[str, ...] = ("mfcc", "chroma", "mel", "contrast")
 FUNCTIONALS = "functionals"  # the one family of a spec with ``output="functionals"``
+EMBEDDING = "embedding"  # the one family of a spec with ``output="embeddings"``
+OUTPUTS = ("frames", "functionals", "embeddings")
 
 # Fields added after version 1; left out of the hash at their defaults, so features stored
 # under a version-1 spec keep their hash and stay readable.
-_LATER_FIELDS = {"output": "frames", "pitch_fmin": 70.0, "pitch_fmax": 450.0, "speech_gate_db": 35.0}
+_LATER_FIELDS = {"output": "frames", "pitch_fmin": 70.0, "pitch_fmax": 450.0, "speech_gate_db": 35.0,
+                 "encoder": "", "encoder_sha256": "", "encoder_width": 0}
+_UNHASHED = ("encoder_dir",)
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,17 @@ class FeatureSpec:
     window_hop_frames: int = 86  # long clips: window starts this many frames apart
     max_windows: int = 8  # long clips: at most this many windows per utterance
     version: int = 1  # bump when the computation changes without a parameter changing
-    output: Literal["frames", "functionals"] = "frames"  # frame matrices, or statistics over speech frames
+    # Frame matrices, statistics over speech frames, or a pretrained encoder's pooled embeddings.
+    output: Literal["frames", "functionals", "embeddings"] = "frames"
     pitch_fmin: float = 70.0  # F0 search range (Hz) of the functionals' pitch track
     pitch_fmax: float = 450.0
     speech_gate_db: float = 35.0  # speech frames: within this many dB of the window's loudest frame
+    # The encoder of ``output="embeddings"`` (features/encoder.py): its identity is hashed,
+    # where its weights lie on this machine is not (a model trained here runs anywhere).
+    encoder: str = ""
+    encoder_sha256: str = ""
+    encoder_width: int = 0  # d_model; the embedding is mean and std over frames: 2 * width rows
+    encoder_dir: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.center:
@@ -79,8 +90,10 @@ class FeatureSpec:
             raise ValueError("n_frames, window_hop_frames and max_windows must be positive")
         if self.contrast_fmin * 2.0 ** (self.n_bands - 1) >= self.sample_rate / 2:
             raise ValueError("contrast bands exceed Nyquist: reduce contrast_fmin or n_bands")
-        if self.output not in ("frames", "functionals"):
-            raise ValueError(f"unknown output {self.output!r}; choose 'frames' or 'functionals'")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"unknown output {self.output!r}; choose one of {OUTPUTS}")
+        if self.output == "embeddings" and not (self.encoder and self.encoder_sha256 and self.encoder_width > 0):
+            raise ValueError("an embeddings spec names its encoder: encoder, encoder_sha256 and encoder_width")
         if not 0 < self.pitch_fmin < self.pitch_fmax or self.sample_rate / self.pitch_fmin >= self.n_fft // 2:
             raise ValueError("pitch range must satisfy 0 < pitch_fmin < pitch_fmax and sample_rate / pitch_fmin < n_fft / 2")
 
@@ -88,6 +101,23 @@ class FeatureSpec:
     def from_settings(cls, settings, **changes) -> "FeatureSpec":
         """The spec at the caller's sample rate (``settings.sample_rate``), with ``changes`` applied."""
         return cls(**{"sample_rate": settings.sample_rate, **changes})
+
+    @classmethod
+    def for_encoder(cls, source) -> "FeatureSpec":
+        """The embeddings spec of an :class:`~ser_pipeline.features.encoder.EncoderSource`: 16 kHz
+        windows of up to 30 s (Whisper's 10 ms frames, 3000 of them), 15 s apart in a longer
+        utterance, at most 8 per utterance."""
+        from ser_pipeline.features import encoder
+
+        return cls(sample_rate=encoder.SAMPLE_RATE, hop_length=encoder.HOP_LENGTH, n_frames=encoder.MAX_MEL_FRAMES + 1,
+                   window_hop_frames=encoder.MAX_MEL_FRAMES // 2, output="embeddings", encoder=source.name,
+                   encoder_sha256=source.sha256, encoder_width=source.width, encoder_dir=str(source.path))
+
+    def located(self, encoder_dir: str) -> "FeatureSpec":
+        """The same spec with its encoder's weights at ``encoder_dir`` on this machine."""
+        from dataclasses import replace
+
+        return replace(self, encoder_dir=str(encoder_dir))
 
     @property
     def n_samples(self) -> int:
@@ -110,12 +140,14 @@ class FeatureSpec:
             from ser_pipeline.features.functionals import functional_names
 
             return {FUNCTIONALS: len(functional_names(self))}
+        if self.output == "embeddings":
+            return {EMBEDDING: 2 * self.encoder_width}
         return self.frame_families
 
     @property
     def frames(self) -> int:
-        """Columns of every stored family: ``n_frames``, or 1 for functionals."""
-        return 1 if self.output == "functionals" else self.n_frames
+        """Columns of every stored family: ``n_frames``, or 1 for functionals and embeddings."""
+        return self.n_frames if self.output == "frames" else 1
 
     @property
     def shapes(self) -> dict[str, tuple[int, int]]:
@@ -124,6 +156,8 @@ class FeatureSpec:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        for name in _UNHASHED:
+            del data[name]
         for name, default in _LATER_FIELDS.items():
             if data[name] == default:
                 del data[name]
@@ -172,11 +206,14 @@ def clip_windows(y: np.ndarray, spec: FeatureSpec) -> list[np.ndarray]:
     """The fixed-length windows of one mono clip ``(n,)``, each float32 ``(n_samples,)``.
 
     One zero-padded window for a short clip, overlapping windows for a long one (see the
-    module docstring for the policy).
+    module docstring for the policy). An embeddings spec keeps each window unpadded (at most
+    ``n_samples``): the encoder hears it at its own length.
     """
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ValueError(f"clip_windows expects a mono clip of shape (n,), got {y.shape}")
     if len(y) == 0:
         raise ValueError("clip_windows got an empty clip")
+    if spec.output == "embeddings":  # the encoder hears each window at its own length
+        return [y[s : s + spec.n_samples].copy() for s in window_starts(len(y), spec)]
     return [fix_length(y[s : s + spec.n_samples], spec) for s in window_starts(len(y), spec)]

@@ -14,12 +14,19 @@ from ser_pipeline.labels import EMOTIONS
 
 def spec_of(trained: Any, settings: Any) -> Any:
     """The FeatureSpec ``trained`` was trained on: its stored spec, or for models saved
-    before specs were stored, the spec at ``settings.sample_rate`` for its input kind."""
+    before specs were stored, the spec at ``settings.sample_rate`` for its input kind. An
+    embeddings spec comes with its encoder's weights located on this machine, and only when
+    ``settings.encoder`` names the encoder the model heard."""
     from ser_pipeline.features.spec import FeatureSpec
     from ser_pipeline.training.networks import feature_spec_for
 
     if trained.feature_spec:
-        return FeatureSpec.from_dict(dict(trained.feature_spec))
+        spec = FeatureSpec.from_dict(dict(trained.feature_spec))
+        if spec.output == "embeddings":
+            from ser_pipeline.features.encoder import located_spec
+
+            return located_spec(spec, settings)
+        return spec
     return feature_spec_for(trained.input_kind, FeatureSpec.from_settings(settings))
 
 
@@ -82,10 +89,10 @@ def predict_proba(
     or its hash); a model trained on another spec is refused with FeatureSpecMismatch.
     ``speakers`` (length n_windows; None entries allowed) feed per-speaker normalisation.
     ``batch_size`` None: from the device (``device.current_plan()``: 256 on a CPU, more on a
-    GPU with free memory). With ``utterance_ids`` (length n_windows) the windows of each utterance are averaged
+    GPU with free memory). The model's calibration temperature is applied to each window. With ``utterance_ids`` (length n_windows) the windows of each utterance are averaged
     and one row per utterance is returned, in order of first appearance.
     """
-    from ser_pipeline.training.fit import model_inputs
+    from ser_pipeline.training.fit import model_inputs, tempered
 
     given = _spec_hash(spec)
     if given != trained.feature_spec_hash:
@@ -102,7 +109,8 @@ def predict_proba(
         from ser_pipeline.device import current_plan
 
         batch_size = current_plan().predict_batch_size
-    proba = predict_batches(trained.model, np.asarray(x[..., None], dtype=np.float32), batch_size)
+    proba = tempered(predict_batches(trained.model, np.asarray(x[..., None], dtype=np.float32), batch_size),
+                     getattr(trained, "temperature", 1.0))
     if utterance_ids is not None:
         return pool_windows(proba, utterance_ids)[1]
     return proba

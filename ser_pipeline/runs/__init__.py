@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=['crossval', 'nightly', 'recovery', 'retrain'],
     submod_attrs={
-        'crossval': ['HeldOut', 'Fold', 'CrossValidation', 'predict_held_out', 'evaluation_groups', 'cross_validate'],
+        'crossval': ['Fold', 'CrossValidation', 'cross_validate'],
         'recovery': ['Recovery', 'process_alive', 'recover_abandoned'],
         'retrain': ['Step', 'TrainingSet', 'Registration', 'TrainingRun', 'training_spec', 'load_training_set', 'TEST_SHARE', 'split_fractions', 'make_split', 'fit', 'evaluate_held_out', 'register', 'promote', 'train_and_register', 'retraining_markdown'],
     },

@@ -16,18 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_pipeline.training.dataset import LabelledSet
+from ser_pipeline.evaluation.held_out import HeldOut, evaluation_groups, predict_held_out
 from ser_pipeline.training.splits import speaker_kfold
 from ser_pipeline.training.fit import TrainConfig, TrainedModel
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """Utterance-level predictions of one model on some rows of a labelled set."""
-
-    utterances: pd.DataFrame  # one row per utterance: utterance_id, speaker, gender, emotion, corpus, ...
-    y: np.ndarray  # (n,) true class indices in the model's label order
-    proba: np.ndarray  # (n, K)
 
 
 @dataclass(frozen=True)
@@ -46,22 +37,6 @@ class CrossValidation:
     folds: tuple[Fold, ...]
     held_out: HeldOut  # every utterance once, predicted by the fold that held its speaker out
     metrics: dict[str, Any]  # ``evaluation.evaluate`` over the pooled held-out predictions
-
-
-def predict_held_out(trained: TrainedModel, data: LabelledSet, rows: np.ndarray, spec: Any) -> HeldOut:
-    """Predict the windows at ``rows`` and average them per utterance."""
-    from ser_pipeline.inference.predict import predict_proba
-
-    windows = data.windows.iloc[rows].reset_index(drop=True)
-    feats = {k: v[rows] for k, v in data.features.items()}
-    proba = predict_proba(trained, feats, list(windows.speaker), spec, utterance_ids=list(windows.utterance_id))
-    utterances = windows.drop_duplicates("utterance_id").reset_index(drop=True)
-    return HeldOut(utterances, np.asarray(trained.labels.indices(utterances.emotion)), proba)
-
-
-def evaluation_groups(utterances: pd.DataFrame) -> dict[str, pd.Series]:
-    """The groups every evaluation is broken down by (bias report): corpus and speaker gender."""
-    return {"corpus": utterances.corpus.astype(str), "gender": utterances.gender.fillna("unknown").astype(str)}
 
 
 def cross_validate(

@@ -56,15 +56,20 @@ class TrainingRun:
     split: Any  # splits.Split over the training set's windows
     trained: Any  # training.TrainedModel
     metrics: dict[str, Any]
-    held_out: Any  # crossval.HeldOut: the test utterances' predictions
+    held_out: Any  # evaluation.held_out.HeldOut: the test utterances' predictions
     registration: Registration
 
 
 def training_spec(settings: Settings, config: Any) -> Any:
-    """The FeatureSpec a model of ``config`` is trained on (at ``settings.sample_rate``)."""
+    """The FeatureSpec a model of ``config`` is trained on: the encoder ``settings.encoder``
+    names, or hand-made features at ``settings.sample_rate``."""
     from ser_pipeline.features.spec import FeatureSpec
     from ser_pipeline.training.networks import feature_spec_for
 
+    if config.input_kind == "encoder":
+        from ser_pipeline.features.encoder import encoder_spec
+
+        return encoder_spec(settings)
     return feature_spec_for(config.input_kind, FeatureSpec.from_settings(settings))
 
 
@@ -126,14 +131,59 @@ def fit(training_set: TrainingSet, split: Any, config: Any, progress: Callable[[
     extra = None
     if config.corrupted_copies > 0:
         extra = corrupted_copies(data, split.train, spec, config.corrupted_copies, config.seed, audio_cache, settings)
-    return train(data.features, data.windows.emotion, data.windows.speaker, split, labels, spec.hash, config,
-                 utterance_ids=list(data.windows.utterance_id), augmented=extra, progress=progress,
-                 feature_spec=spec.to_dict())
+    trained = train(data.features, data.windows.emotion, data.windows.speaker, split, labels, spec.hash, config,
+                    utterance_ids=list(data.windows.utterance_id), augmented=extra, progress=progress,
+                    feature_spec=spec.to_dict())
+    if config.calibration_folds > 0:
+        trained = replace(trained, temperature=calibration_temperature(training_set, split, config, labels, extra))
+    return trained
+
+
+def calibration_temperature(training_set: TrainingSet, split: Any, config: Any, labels: Any,
+                            extra: tuple[Any, Any, Any] | None) -> float:
+    """The softmax temperature that calibrates a model of ``config`` on unseen voices, fitted
+    on training speakers only: ``config.calibration_folds`` speaker folds of ``split.train``,
+    each trained like the model (with the corrupted copies of its own speakers) and scored
+    on its held-out speakers; their pooled probabilities fit the temperature. Fewer than two
+    training speakers: 1 (uncalibrated).
+
+    The copies are the model's own (no extra encoder pass): their babble was drawn from all
+    training speakers, so a fold's copies may carry a held-out voice in the background."""
+    from ser_pipeline.evaluation.held_out import predict_held_out
+    from ser_pipeline.training.fit import fit_temperature, train
+    from ser_pipeline.training.splits import Split, speaker_kfold
+
+    data = training_set.data
+    rows = np.asarray(split.train)
+    speakers = data.windows.speaker.astype(str).to_numpy()
+    utterances = data.windows.iloc[rows].drop_duplicates("utterance_id").reset_index(drop=True)
+    k = min(config.calibration_folds, utterances.speaker.nunique())
+    if k < 2:
+        return 1.0
+    inner = replace(config, calibration_folds=0)
+    probas, truths = [], []
+    for _, held_utterances in speaker_kfold(utterances, k=k, seed=config.seed):
+        held = sorted(set(utterances.speaker.iloc[held_utterances].astype(str)))
+        is_held = np.isin(speakers[rows], held)
+        fold = Split(train=rows[~is_held], val=rows[:0], test=rows[is_held],
+                     train_speakers=tuple(sorted(set(speakers[rows[~is_held]]))), val_speakers=(),
+                     test_speakers=tuple(held), kind="speaker")
+        fold_extra = None
+        if extra is not None:
+            keep = ~np.isin(np.asarray(extra[2], dtype=str), held)
+            fold_extra = ({f: v[keep] for f, v in extra[0].items()}, list(np.asarray(extra[1], dtype=object)[keep]),
+                          list(np.asarray(extra[2], dtype=object)[keep]))
+        model = train(data.features, data.windows.emotion, data.windows.speaker, fold, labels, training_set.spec.hash,
+                      inner, utterance_ids=list(data.windows.utterance_id), augmented=fold_extra, progress=None)
+        scored = predict_held_out(model, data, fold.test, training_set.spec)
+        probas.append(scored.proba)
+        truths.append(scored.y)
+    return fit_temperature(np.concatenate(probas), np.concatenate(truths))
 
 
 def evaluate_held_out(trained: Any, training_set: TrainingSet, rows: np.ndarray) -> tuple[dict[str, Any], Any]:
     """Metrics (``evaluation.evaluate``, by corpus and gender) and predictions of the windows at ``rows``."""
-    from ser_pipeline.runs.crossval import evaluation_groups, predict_held_out
+    from ser_pipeline.evaluation.held_out import evaluation_groups, predict_held_out
     from ser_pipeline.evaluation.metrics import evaluate
 
     held = predict_held_out(trained, training_set.data, rows, training_set.spec)

@@ -28,8 +28,8 @@ class TrainConfig:
     """How a model is trained. The defaults are the recommended recipe (docs/MODEL.md), used
     by ``ser train``, the weekly retraining flow and the demo alike."""
 
-    architecture: str = "mlp"  # "mlp" (on functionals), "pooled" or "seed" (the reference CNN); see model.py
-    input_kind: str = "functionals"  # "functionals", "stacked" or "mfcc" (model.INPUT_FAMILIES)
+    architecture: str = "linear"  # "linear" (on encoder embeddings), "mlp", "pooled" or "seed" (the reference CNN); see networks.py
+    input_kind: str = "encoder"  # "encoder", "functionals", "stacked" or "mfcc" (networks.INPUT_FAMILIES)
     normalization: str = "speaker"  # "speaker" or "global"; see normalization.py
     corrupted_copies: int = 2  # corrupted copies of each training clip (conditions.corrupt_for_training); 0: none
     # Per-participant statistics shrunk toward the training population's as if this many
@@ -52,6 +52,10 @@ class TrainConfig:
     reduce_lr_factor: float = 0.5
     class_weights: bool = True
     seed: int = 0
+    # Speaker folds of the training speakers whose held-out probabilities fit the model's
+    # softmax temperature (calibration: the analysts' expected shares and the session context
+    # read the probabilities). 0: no calibration (temperature 1).
+    calibration_folds: int = 3
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class TrainedModel:
     version: str | None = None  # set by the registry
     split_kind: str = "speaker"  # "random" models leak speakers and are never promoted automatically
     feature_spec: Mapping[str, Any] | None = None  # the full FeatureSpec (as a dict), to re-extract at prediction
+    temperature: float = 1.0  # the softmax's log-probabilities are divided by it (fit_temperature)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-ready description (no arrays, no model)."""
@@ -84,6 +89,7 @@ class TrainedModel:
             "split_speakers": {k: list(v) for k, v in self.split_speakers.items()},
             "split_kind": self.split_kind,
             "feature_spec": dict(self.feature_spec) if self.feature_spec is not None else None,
+            "temperature": float(self.temperature),
             "config": asdict(self.config),
             "history": {k: [float(x) for x in v] for k, v in self.history.items()},
         }
@@ -97,6 +103,25 @@ def model_inputs(features: Mapping[str, np.ndarray], input_kind: str) -> np.ndar
     if missing:
         raise ValueError(f"input {input_kind!r} needs feature families {missing}, which were not given")
     return np.concatenate([np.asarray(features[f], dtype=np.float32) for f in INPUT_FAMILIES[input_kind]], axis=1)
+
+
+def tempered(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """``proba`` ``(n, K)`` with its log-probabilities divided by ``temperature``, renormalised."""
+    if temperature == 1.0:
+        return proba
+    logits = np.log(np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
+    """The temperature in [0.25, 8] minimising the negative log-likelihood of held-out
+    probabilities ``proba`` ``(n, K)`` with true classes ``y`` (Guo et al. 2017)."""
+    y = np.asarray(y, dtype=np.int64)
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 141))
+    nll = [-np.log(np.clip(tempered(proba, t)[np.arange(len(y)), y], 1e-12, 1.0)).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
 
 
 def training_fingerprint(utterance_ids: Sequence[str], emotions: Sequence[str]) -> str:

@@ -18,7 +18,10 @@ Architectures:
   utterances overfits to, which is what breaks speaker independence.
 - ``"mlp"``: for ``"functionals"``: input dropout, Dense 256 ReLU (L2), dropout, softmax.
   The statistics are computed over speech frames only, outside the network, so the noise
-  floor and the padding do not move them (the recommended recipe; docs/MODEL.md).
+  floor and the padding do not move them (the 2026-12-07 recipe; docs/MODEL.md).
+- ``"linear"``: for ``"encoder"`` (a frozen Whisper encoder's pooled embeddings,
+  ``features/encoder.py``): dropout and a softmax layer with L2, i.e. a logistic regression
+  (the recommended recipe; docs/MODEL.md). ``"mlp"`` runs on embeddings too.
 """
 
 from __future__ import annotations
@@ -31,19 +34,25 @@ INPUT_FAMILIES: dict[str, tuple[str, ...]] = {
     "mfcc": ("mfcc",),
     "stacked": ("mfcc", "chroma", "mel", "contrast"),
     "functionals": ("functionals",),
+    "encoder": ("embedding",),
 }
-ARCHITECTURES = ("seed", "pooled", "mlp")
+ARCHITECTURES = ("seed", "pooled", "mlp", "linear")
 
-InputKind = Literal["mfcc", "stacked", "functionals"]
+InputKind = Literal["mfcc", "stacked", "functionals", "encoder"]
 
 
 def feature_spec_for(input_kind: str, spec: Any = None) -> Any:
     """The FeatureSpec an input kind is made with: ``spec`` (default ``FeatureSpec()``) with
-    ``output`` set to ``"functionals"`` or ``"frames"``."""
+    ``output`` set to ``"functionals"`` or ``"frames"``. The ``"encoder"`` kind's spec names
+    its encoder (``encoder.encoder_spec``) and is returned as given."""
     from ser_pipeline.features.spec import FeatureSpec
 
     if input_kind not in INPUT_FAMILIES:
         raise ValueError(f"unknown model input {input_kind!r}; choose one of {sorted(INPUT_FAMILIES)}")
+    if input_kind == "encoder":
+        if spec is None or spec.output != "embeddings":
+            raise ValueError("the encoder input is made with an embeddings spec: features.encoder.encoder_spec(settings)")
+        return spec
     return replace(spec or FeatureSpec(), output="functionals" if input_kind == "functionals" else "frames")
 
 
@@ -134,8 +143,24 @@ def build_functional_mlp(input_shape: tuple[int, int, int], n_classes: int, widt
     return keras.Model(inputs, outputs, name="functional_mlp")
 
 
+def build_linear(input_shape: tuple[int, int, int], n_classes: int, l2: float = 1e-3) -> Any:
+    """Embeddings ``(rows, 1, 1)`` -> dropout 0.1 -> softmax (L2 ``l2``): a multinomial logistic
+    regression. A frozen encoder already made the features; a wider head overfits sixteen voices."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Flatten()(inputs)
+    x = layers.Dropout(0.1)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32",
+                           kernel_regularizer=keras.regularizers.l2(l2))(x)
+    return keras.Model(inputs, outputs, name="linear")
+
+
 def build_model(architecture: str, input_shape: tuple[int, int, int], n_classes: int) -> Any:
     """An uncompiled Keras model of the named architecture (see the module docstring)."""
+    if architecture == "linear":
+        return build_linear(input_shape, n_classes)
     if architecture == "seed":
         return build_seed_cnn(input_shape, n_classes)
     if architecture == "pooled":

@@ -204,6 +204,7 @@ def load_model(registry_url: str, which: str = CHAMPION, settings: Settings | No
         version=version,
         split_kind=meta.get("split_kind", "speaker"),
         feature_spec=meta.get("feature_spec"),
+        temperature=float(meta.get("temperature", 1.0)),
     )
 
 
