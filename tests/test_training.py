@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -95,7 +97,8 @@ def test_augmented_copies_are_added_to_training_only_and_a_leaky_split_is_refuse
 
     monkeypatch.setattr(dataset, "corrupted_copies", copies_spy)
     monkeypatch.setattr(keras.Model, "fit", fit_spy)
-    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="global", corrupted_copies=2, epochs=1)
+    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="global", corrupted_copies=2, epochs=1,
+                         calibration_folds=0)
     trained = retrain.fit(training_set, split, config, audio_cache=audio)
 
     # the copies are asked for the training rows only and read only training speakers' audio
@@ -154,3 +157,59 @@ def test_model_inputs_stacks_the_four_families():
         np.testing.assert_array_equal(stacked[:, start:stop], feats[family])
     with pytest.raises(ValueError, match="chroma"):
         model_inputs({"mfcc": feats["mfcc"]}, "stacked")
+
+
+def test_a_temperature_fitted_on_held_out_probabilities_undoes_overconfidence():
+    from ser_pipeline.training.fit import fit_temperature, tempered
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 8)) * 1.5
+    truth = np.array([rng.choice(8, p=np.exp(row) / np.exp(row).sum()) for row in logits])  # calibrated at T=1
+    calibrated = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    overconfident = tempered(calibrated, 1 / 3)  # three times too sharp
+    assert np.allclose(tempered(calibrated, 1.0), calibrated)
+    assert fit_temperature(overconfident, truth) == pytest.approx(3.0, rel=0.1)
+    assert fit_temperature(calibrated, truth) == pytest.approx(1.0, rel=0.1)
+
+
+def test_calibration_trains_one_model_per_fold_of_training_speakers_and_stores_its_temperature(monkeypatch, tmp_path):
+    """``retrain.fit`` with ``calibration_folds`` trains the model and one model per fold of its
+    *training* speakers (never a test speaker), and the fitted temperature rides with the model
+    through the registry into ``predict_proba``."""
+    import keras
+
+    from ser_pipeline.features.spec import FeatureSpec
+    from ser_pipeline.inference.predict import predict_proba
+    from ser_pipeline.runs import retrain
+    from ser_pipeline.settings import Settings
+    from ser_pipeline.training import dataset, registry
+
+    spec = FeatureSpec(sample_rate=16_000, n_frames=16)
+    feats, items = synthetic_set(n_speakers=8, per_class=2, frames=spec.n_frames)
+    windows = items.assign(window=0, path=[f"memory://{u}.wav" for u in items.utterance_id])
+    training_set = retrain.TrainingSet(dataset.LabelledSet(windows, feats), spec, 0.0)
+    split = retrain.make_split(training_set, seed=0)
+    fed = []
+    real_fit = keras.Model.fit
+
+    def fit_spy(self, x=None, y=None, *args, **kwargs):
+        fed.append(len(x))
+        return real_fit(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_spy)
+    config = TrainConfig(architecture="pooled", input_kind="mfcc", normalization="global", corrupted_copies=0, epochs=2,
+                         calibration_folds=3)
+    trained = retrain.fit(training_set, split, config)
+    assert len(fed) == 4 and fed[0] == len(split.train) and all(n < len(split.train) for n in fed[1:])
+    assert sum(len(split.train) - n for n in fed[1:]) == len(split.train)  # each training row held out once
+    assert trained.temperature != 1.0 and 0.25 <= trained.temperature <= 8.0
+
+    settings = Settings(registry_url=(tmp_path / "registry").as_uri())
+    version = registry.save_model(trained, {}, settings.registry_url, settings=settings)
+    loaded = registry.load_model(settings.registry_url, version, settings=settings)
+    assert loaded.temperature == trained.temperature
+    sharp = predict_proba(replace(loaded, temperature=1.0), feats, list(items.speaker), spec)
+    calibrated = predict_proba(loaded, feats, list(items.speaker), spec)
+    np.testing.assert_array_equal(sharp.argmax(axis=1), calibrated.argmax(axis=1))
+    assert (calibrated.max(axis=1) < sharp.max(axis=1)).mean() > 0.9 if loaded.temperature > 1 else \
+        (calibrated.max(axis=1) > sharp.max(axis=1)).mean() > 0.9

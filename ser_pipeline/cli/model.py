@@ -59,10 +59,11 @@ def _context_effect(trained: Any, data: Any, y: Any, proba: Any, utterances: Any
 
 
 def _train_config(**flags: Any) -> Any:
-    """TrainConfig's defaults (the recommended recipe) with the flags that were given."""
-    from ser_pipeline.training.fit import TrainConfig
+    """The recipe of the input kind given (none: the recommended one) with the other flags that were given."""
+    from ser_pipeline.training.fit import recipe_for
 
-    return TrainConfig(**{k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    return recipe_for(given.pop("input_kind", None), **given)
 
 
 def _cross_validate(settings: Any, training_set: Any, config: Any, k: int, out: Path | None, as_json: bool) -> None:
@@ -105,10 +106,13 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         corpus: list[str] = typer.Option(..., "--corpus", help=CORPUS_HELP),
-        features: str = typer.Option(None, "--features", help="Model input: functionals (default: statistics over speech "
-                                     "frames), stacked (all four frame families) or mfcc (the seed's)."),
-        architecture: str = typer.Option(None, "--architecture", help="mlp (default, on functionals), pooled (time "
-                                         "statistics + dense) or seed (the reference CNN; use with --features mfcc)."),
+        features: str = typer.Option(None, "--features", help="Model input: encoder (default: a frozen Whisper encoder's "
+                                     "embeddings, SER_ENCODER), functionals (statistics over speech frames, the 2026-12-07 "
+                                     "recipe), stacked (all four frame families) or mfcc (the seed's CNN)."),
+        architecture: str = typer.Option(None, "--architecture", help="linear (the encoder's default), mlp (functionals' "
+                                         "default), pooled (stacked's) or seed (mfcc's: the reference CNN)."),
+        encoder: str = typer.Option(None, "--encoder", help="The encoder of --features encoder: whisper-base (default), "
+                                    "whisper-tiny.en, or a CTranslate2 Whisper directory (SER_ENCODER)."),
         normalization: str = typer.Option(None, "--normalization", help="speaker (default: per-speaker statistics; "
                                           "prediction needs speaker ids) or global."),
         split: str = typer.Option("speaker", "--split", help="speaker (no speaker in two parts) or random (the seed's leaky split, comparison only)."),
@@ -145,7 +149,7 @@ def register(app: typer.Typer) -> None:
         from ser_pipeline.labels import parse_merge
         from ser_pipeline.runs.retrain import load_training_set, train_and_register
 
-        settings = settings_from(registry_url=registry)
+        settings = settings_from(registry_url=registry, encoder=encoder)
         config = _train_config(architecture=architecture, input_kind=features, normalization=normalization, epochs=epochs,
                                validation_share=validation_share, batch_size=batch_size, corrupted_copies=augment, seed=seed, label_merge=label_merge)
         try:

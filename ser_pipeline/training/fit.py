@@ -58,6 +58,25 @@ class TrainConfig:
     calibration_folds: int = 3
 
 
+# What each input kind is trained with unless told otherwise: the recommended recipe hears
+# through the encoder; the others are the references of docs/MODEL.md, one flag away
+# (``ser train --features functionals`` is the 2026-12-07 champion's recipe, ``mfcc`` the seed's CNN).
+RECIPES: dict[str, dict[str, Any]] = {
+    "encoder": {},
+    "functionals": {"architecture": "mlp"},
+    "stacked": {"architecture": "pooled"},
+    "mfcc": {"architecture": "seed", "normalization": "global", "corrupted_copies": 0},
+}
+
+
+def recipe_for(input_kind: str | None = None, **changes: Any) -> TrainConfig:
+    """The recipe of ``input_kind`` (None: the recommended one) with ``changes`` applied."""
+    kind = input_kind or TrainConfig.input_kind
+    if kind not in RECIPES:
+        raise ValueError(f"unknown model input {kind!r}; choose one of {sorted(RECIPES)}")
+    return TrainConfig(**{**RECIPES[kind], "input_kind": kind, **changes})
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """A trained Keras model with what it needs to predict and where it came from."""
