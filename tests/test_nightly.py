@@ -27,6 +27,16 @@ def env(tmp_path, monkeypatch, champion):
     return tmp_path, version
 
 
+@pytest.fixture
+def functionals_env(tmp_path, monkeypatch, tmp_path_factory):
+    """A champion of spectral functionals (the 2026-12-07 recipe): its features leave the
+    features suite's plausible range on a float export a million times too loud, which the
+    encoder's level-relative log-mel does not notice."""
+    registry_url, version = shared_champion(tmp_path_factory, input_kind="functionals")
+    monkeypatch.setenv("SER_REGISTRY_URL", registry_url)
+    return tmp_path, version
+
+
 def _archive(tmp_path, **kwargs):
     from ser_pipeline import synthetic as synth
 
@@ -98,10 +108,23 @@ def test_a_corrupt_recording_is_quarantined_and_the_rest_is_labelled(env, settin
     assert _rows(tmp_path, "SELECT stage, reason LIKE '%WAV%' FROM quarantine") == [("audio", True)]
 
 
-def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(env, settings):
+def test_an_unnormalised_float_export_is_heard_like_any_other_by_the_encoder(env, settings):
+    """Whisper's log-mel is taken relative to the clip's own peak, so a float WAV a million
+    times too loud is labelled like the rest."""
     from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
 
     tmp_path, _ = env
+    url, truth = _archive(tmp_path)
+    as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S02.wav", 1e6)
+    report = run_nightly(url, batch_size=4, settings=settings)
+    assert report.status == "completed", nightly_markdown(report)
+    assert report.predictions_loaded == len(truth)
+
+
+def test_a_failed_feature_suite_stops_that_batch_and_fails_the_run(functionals_env, settings):
+    from ser_pipeline.runs.nightly import nightly_markdown, run_nightly
+
+    tmp_path, _ = functionals_env
     url, truth = _archive(tmp_path)
     as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S02.wav", 1e6)  # an un-normalised float export
     report = run_nightly(url, batch_size=4, settings=settings)  # one session per batch
@@ -258,14 +281,14 @@ def test_a_folder_of_recordings_without_a_manifest_is_reported_until_ser_manifes
     assert {r[0] for r in _rows(tmp_path, "SELECT DISTINCT session_id FROM utterances")} == {"SV01-S01", "SV01-S02"}
 
 
-def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(env):
+def test_cli_label_runs_the_same_steps_and_exits_1_on_failure(functionals_env):
     import json
 
     from typer.testing import CliRunner
 
     from ser_pipeline.cli import app
 
-    tmp_path, _ = env
+    tmp_path, _ = functionals_env
     url, truth = _archive(tmp_path)
     result = CliRunner().invoke(app, ["label", "--archive-url", url, "--json", "--report", str(tmp_path / "r.md")])
     assert result.exit_code == 0, result.output
