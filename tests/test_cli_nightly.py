@@ -39,7 +39,7 @@ def test_label_help_lists_its_options():
 def logging_restored():
     import logging
 
-    from ser_pipeline.cli._common import THIRD_PARTY_LOGGERS
+    from ser_pipeline.log_levels import THIRD_PARTY_LOGGERS
 
     root = logging.getLogger()
     prefixes = tuple(f"{n}." for n in THIRD_PARTY_LOGGERS)

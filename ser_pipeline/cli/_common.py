@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from ser_pipeline.log_levels import set_library_levels
 from ser_pipeline.settings import Settings, get_settings, override
 
 EXIT_OK = 0
@@ -30,13 +31,6 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-# Libraries that log their own progress at INFO (Dask starting workers, Prefect's engine and
-# ephemeral server, boto retries, GX): a newcomer reads only what went wrong unless -v.
-THIRD_PARTY_LOGGERS = ("distributed", "prefect", "botocore", "s3fs", "fsspec", "aiobotocore", "urllib3",
-                       "great_expectations", "numba", "absl", "tensorflow", "keras", "httpx", "alembic",
-                       "uvicorn", "py.warnings")
-
-
 class _CurrentStderr(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler was
     made: a command run in-process (a test's CliRunner, a notebook) swaps stderr and closes its
@@ -54,8 +48,6 @@ class _CurrentStderr(logging.StreamHandler):
 def configure_logging(verbosity: int) -> None:
     """0: warnings and errors only (ours and every library's); 1 (-v): INFO; 2 (-vv): DEBUG.
     TensorFlow's C++ log lines follow the same rule."""
-    import os
-
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _CurrentStderr)]:
@@ -64,9 +56,4 @@ def configure_logging(verbosity: int) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-    prefixes = tuple(f"{name}." for name in THIRD_PARTY_LOGGERS)
-    # Libraries already imported may have set levels on their own child loggers (Prefect does).
-    existing = [n for n in logging.root.manager.loggerDict if n.startswith(prefixes)]
-    for name in (*THIRD_PARTY_LOGGERS, *existing):
-        logging.getLogger(name).setLevel(level)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if verbosity == 0 else "1" if verbosity == 1 else "0")
+    set_library_levels(level)
