@@ -4,19 +4,28 @@ Wiring only: each step of :func:`ser_pipeline.runs.nightly.run_nightly` runs as 
 (retries with exponential backoff where it reads the object store; the
 ``warehouse-writer`` tag on every step that writes DuckDB, so a tag concurrency limit of 1
 keeps writers apart). The file-level work, one ``label-batch`` task per batch of whole
-sessions (decode, features, inference, validation), is submitted to the flow's task runner:
-a Dask cluster (:func:`task_runner`: a local one by default, or the existing one at
-``settings.dask_address``), so batches run on every worker at once; loads stay in the flow, one
-batch at a time. The run's report becomes a markdown artifact, and the flow run ends Failed
-when a validation suite failed or the run stopped on an error: the flow raises
-:class:`~ser_pipeline.errors.NightlyRunFailed` (its message is the run's error, its
+sessions (decode, features, inference, validation), is submitted to the flow's task runner,
+a Dask cluster (:func:`~flows.dask_runner.task_runner`), so batches run side by side; loads
+stay in the flow, one batch at a time. The run's report becomes a markdown artifact, and the
+flow run ends Failed when a validation suite failed or the run stopped on an error: the flow
+raises :class:`~ser_pipeline.errors.NightlyRunFailed` (its message is the run's error, its
 ``summary`` the report's), so a direct call raises it and ``return_state=True`` returns the
-Failed state. See docs/SCALE.md.
+Failed state.
+
+Which cluster (docs/SCALE.md): called from Python anywhere (a script with or without an
+``if __name__ == "__main__":`` guard, ``python -c``, standard input, a notebook, a test), a
+local cluster of threads in the calling process, and a deployment's run too
+(``SER_DASK_PROCESSES: "false"`` in ``prefect.yaml``, the faster of the two on 2 cores);
+worker processes with ``SER_DASK_PROCESSES=true``; the running cluster at
+``SER_DASK_ADDRESS`` when set. A cluster that cannot start within
+``SER_DASK_START_TIMEOUT_S`` fails the run at once with
+:class:`~ser_pipeline.errors.ClusterStartFailed`. Importing ``flows`` keeps such a call quiet:
+warnings and errors only (see ``flows/__init__.py``).
 
 Settings are resolved here, at the edge, and passed down: a caller holding a ``Settings``
 calls :func:`nightly_flow` (the flow on that settings' Dask runner) with ``settings=``; a
-deployment's run passes none and gets the worker's ``SER_*`` environment, read when the run
-starts (its Dask runner too), never when this module is imported.
+direct call without settings and a deployment's run get the process's ``SER_*`` environment,
+read when the run starts (its Dask runner too), never when this module is imported.
 """
 
 from __future__ import annotations
@@ -32,20 +41,8 @@ from ser_pipeline.runs import nightly
 from ser_pipeline.errors import NightlyRunFailed
 from ser_pipeline.settings import Settings, get_settings
 
+from flows.dask_runner import task_runner
 from flows.task_options import as_task
-
-
-def task_runner(settings: Settings) -> Any:
-    """The nightly flow's task runner: Dask, on the cluster at ``settings.dask_address`` when
-    set (``tcp://scheduler:8786``), else on a local cluster of ``settings.dask_workers``
-    worker processes (0: one per core), one thread each (a batch uses the worker's cores
-    itself: feature threads, the backend's own thread pool)."""
-    if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
-    cluster_kwargs: dict[str, Any] = {"processes": True, "threads_per_worker": 1, "dashboard_address": None}
-    if settings.dask_workers > 0:
-        cluster_kwargs["n_workers"] = settings.dask_workers
-    return DaskTaskRunner(cluster_kwargs=cluster_kwargs)
 
 
 def label_batches_on_runner(settings: Settings, batches: Any, model_or_version: nightly.ModelOrVersion) -> Any:
@@ -61,8 +58,9 @@ def label_batches_on_runner(settings: Settings, batches: Any, model_or_version: 
 
 
 class _DaskFromEnvironment(DaskTaskRunner):
-    """The deployment's runner: :func:`task_runner` of the environment's settings, built when
-    a flow run starts (Prefect duplicates the flow's runner then), not at import."""
+    """The runner of a run given no runner (a direct call, a deployment's run): :func:`task_runner`
+    of the environment's settings, built when the run starts (Prefect duplicates the flow's
+    runner then), not at import."""
 
     def duplicate(self) -> Any:
         return task_runner(get_settings())

@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     dask_address: str | None = None  # an existing Dask scheduler (tcp://host:8786); None: a local cluster
     dask_workers: int = 0  # workers of the local cluster; 0: one per core
     # The local cluster's workers: threads in the calling process (False: works from any script,
-    # notebook, `python -c` or stdin) or worker processes (True: deployments, whose entry point
-    # re-imports safely).
+    # notebook, `python -c` or stdin; deployments too, the faster here, docs/SCALE.md) or worker
+    # processes (True: each re-imports the caller's __main__, so a script needs its main guard).
     dask_processes: bool = False
     dask_start_timeout_s: float = Field(default=60.0, gt=0.0)  # a cluster not up by then fails the run
 

@@ -132,16 +132,27 @@ def test_store_reading_steps_retry_what_may_pass_and_fail_at_once_on_our_errors(
     assert attempts == ["OSError"] * 3 + ["ModelNotFound"]
 
 
-def test_the_flow_runs_on_dask_at_the_configured_address(monkeypatch):
+def test_settings_choose_the_flows_dask_cluster_threads_unless_processes_are_asked_for(monkeypatch):
     from prefect_dask import DaskTaskRunner
 
-    from flows.nightly import task_runner
+    from flows.nightly import label_new_audio, task_runner
     from ser_pipeline.settings import Settings
 
-    remote = task_runner(Settings(dask_address="tcp://scheduler.example:8786"))
+    remote = task_runner(Settings(dask_address="tcp://scheduler.example:8786", dask_start_timeout_s=5))
     assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://scheduler.example:8786"
-    local = task_runner(Settings(dask_workers=3))
-    assert local.address is None and local.cluster_kwargs["n_workers"] == 3 and local.cluster_kwargs["threads_per_worker"] == 1
+    assert remote.start_timeout_s == 5
+    shape = ("processes", "n_workers", "threads_per_worker")
+    threads = task_runner(Settings(dask_workers=3))  # the default: 3 batches at once on threads of this process
+    assert threads.address is None and [threads.cluster_kwargs[k] for k in shape] == [False, 1, 3]
+    processes = task_runner(Settings(dask_workers=3, dask_processes=True))
+    assert [processes.cluster_kwargs[k] for k in shape] == [True, 3, 1]
+    copy = processes.duplicate()  # what Prefect enters for each flow run
+    assert copy == processes and copy.start_timeout_s == 60.0
+    # A run given no runner (a direct call, a deployment's run) reads the environment when it starts.
+    monkeypatch.setenv("SER_DASK_PROCESSES", "true")
+    assert label_new_audio.task_runner.duplicate().cluster_kwargs["processes"] is True
+    monkeypatch.delenv("SER_DASK_PROCESSES")
+    assert label_new_audio.task_runner.duplicate().cluster_kwargs["processes"] is False
 
 
 def test_nightly_flow_run_fails_when_a_suite_fails(prefect_harness, archive):

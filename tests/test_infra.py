@@ -53,6 +53,21 @@ def test_the_warehouse_writer_runs_one_at_a_time():
     assert nightly["concurrency_limit"]["limit"] == 1
 
 
+def test_deployments_log_at_info_and_the_nightly_one_names_its_dask_workers():
+    """Importing flows/ quiets Prefect and Dask to WARNING for a caller who asked for nothing;
+    a deployment's runs ask for INFO, in prefect.yaml and in their pool's default environment
+    alike, and the nightly run says which local cluster it starts (docs/SCALE.md)."""
+    pools = {"cpu-pool": "cpu-process.json", "gpu-pool": "gpu-kubernetes.json"}
+    for deployment in _deployments().values():
+        template = json.loads((POOLS / pools[deployment["work_pool"]["name"]]).read_text())
+        pool_env = template["variables"]["properties"]["env"]["default"]
+        env = deployment["work_pool"]["job_variables"]["env"]
+        assert env["PREFECT_LOGGING_LEVEL"] == pool_env["PREFECT_LOGGING_LEVEL"] == "INFO", deployment["name"]
+    nightly_env = _deployments()["nightly-labeling"]["work_pool"]["job_variables"]["env"]
+    cpu_env = json.loads((POOLS / "cpu-process.json").read_text())["variables"]["properties"]["env"]["default"]
+    assert nightly_env["SER_DASK_PROCESSES"] == cpu_env["SER_DASK_PROCESSES"] == "false"
+
+
 def test_deployment_parameters_are_parameters_of_their_flows():
     from prefect.flows import load_flow_from_entrypoint
 
