@@ -45,9 +45,9 @@ DEFAULT_CONDITIONS = "clean,snr30,snr20,snr10,babble10,reverb,telephone,codec,mi
 def recipes(seed_epochs: int):
     from dataclasses import replace
 
-    from ser_pipeline.training.fit import TrainConfig
+    from ser_pipeline.training.fit import TrainConfig, recipe_for
 
-    functionals = TrainConfig(architecture="mlp", input_kind="functionals", calibration_folds=0)
+    functionals = recipe_for("functionals", calibration_folds=0)
     return {
         "champion": TrainConfig(),
         # the champion of 2026-12-07: an MLP on prosodic and spectral functionals, uncalibrated

@@ -69,13 +69,16 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=0.5)
     parser.add_argument("--batch-size", type=int, default=90, help="utterances per batch (2 sessions): several batches per worker")
     parser.add_argument("--architecture", default="seed")
+    parser.add_argument("--input", default="mfcc", help="the champion's input (the seed CNN's mfcc by default)")
+    parser.add_argument("--encoder", default="whisper-base", help="the encoder of --input encoder")
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ser-bench-nightly")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     archive_url, audio_s = make_archive(args.workdir, args.hours, 44_100, "mixed", args.seed)
-    registry_url = make_champion(args.workdir, args.architecture, epochs=12, seed=args.seed)
+    registry_url = make_champion(args.workdir, args.architecture, args.input, "global" if args.input == "mfcc" else "speaker",
+                                 epochs=12, seed=args.seed, encoder=args.encoder)
     os.environ["SER_REGISTRY_URL"] = registry_url
     os.environ.setdefault("SER_WORKERS", "1")  # one feature thread per Dask worker: the workers are the parallelism
 

@@ -155,10 +155,13 @@ def test_settings_choose_the_flows_dask_cluster_threads_unless_processes_are_ask
     assert label_new_audio.task_runner.duplicate().cluster_kwargs["processes"] is False
 
 
-def test_nightly_flow_run_fails_when_a_suite_fails(prefect_harness, archive):
+def test_nightly_flow_run_fails_when_a_suite_fails(prefect_harness, archive, monkeypatch, tmp_path_factory):
+    """A spectral-functionals champion on a float export a million times too loud: its features
+    leave the suite's range (the encoder's level-relative log-mel would not notice)."""
     from flows.nightly import label_new_audio
 
     url, truth, tmp_path = archive
+    monkeypatch.setenv("SER_REGISTRY_URL", shared_champion(tmp_path_factory, input_kind="functionals")[0])
     as_float_wav_scaled(tmp_path / "archive" / "SV01" / "SV01-S01.wav", 1e6)
     state = label_new_audio(url, str(tmp_path / "wh.duckdb"), batch_size=4, return_state=True)
     assert state.is_failed()
