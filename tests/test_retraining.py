@@ -44,9 +44,11 @@ def test_a_registered_model_carries_its_recipe_and_full_feature_spec(two_models)
     settings, first, _ = two_models
     assert first.registration.promoted and first.registration.reason == "no champion yet"
     loaded = registry.load_model(settings.registry_url, first.registration.version, settings=settings)
-    assert loaded.feature_spec == first.training_set.spec.to_dict() and loaded.feature_spec["output"] == "functionals"
-    assert (loaded.architecture, loaded.input_kind, loaded.normalizer.mode) == ("mlp", "functionals", "speaker")
+    assert loaded.feature_spec == first.training_set.spec.to_dict() and loaded.feature_spec["output"] == "embeddings"
+    assert loaded.feature_spec["encoder"] == "whisper-base" and "encoder_dir" not in loaded.feature_spec
+    assert (loaded.architecture, loaded.input_kind, loaded.normalizer.mode) == ("linear", "encoder", "speaker")
     assert loaded.config.corrupted_copies == 1
+    assert loaded.temperature == first.trained.temperature and loaded.temperature != 1.0  # calibrated on training speakers
     assert not set(first.split.test_speakers) & set(loaded.split_speakers["train"])
 
 
@@ -89,8 +91,12 @@ def test_promoting_an_unknown_version_changes_nothing(tmp_path):
     assert not settings.warehouse_path.exists()
 
 
-def test_the_training_spec_follows_the_input_kind():
+def test_the_training_spec_follows_the_input_kind(encoder_home):
+    settings = Settings(sample_rate=22_050, home=encoder_home)
+    heard = retraining.training_spec(settings, TrainConfig())
+    assert heard.output == "embeddings" and heard.sample_rate == 16_000  # the encoder's rate, whatever the pipeline's
+    assert heard.encoder == settings.encoder and heard.encoder_dir
     settings = Settings(sample_rate=16_000)
-    assert retraining.training_spec(settings, TrainConfig()).output == "functionals"
+    assert retraining.training_spec(settings, TrainConfig(input_kind="functionals")).output == "functionals"
     frames = retraining.training_spec(settings, TrainConfig(architecture="seed", input_kind="mfcc"))
     assert frames.output == "frames" and frames.sample_rate == 16_000
