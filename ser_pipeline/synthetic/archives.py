@@ -1,6 +1,7 @@
 """A whole focus-group archive in the layout of docs/ARCHITECTURE.md: surveys of sessions whose
 recordings are turns over room tone, with manifests, participants, sidecar turns and the
-truth (``_truth.csv``) of who said what in which emotion.
+truth (``_truth.csv``) of who said what in which emotion (and, when espeak-ng speaks the turns,
+which words).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ser_pipeline.settings import Settings
 from ser_pipeline.storage import join, write_bytes_atomic
 from ser_pipeline.synthetic.encoding import _FORMATS, _csv_bytes, _encode
 from ser_pipeline.synthetic.speech import synthesize_utterance
+from ser_pipeline.synthetic.spoken import speak
 from ser_pipeline.synthetic.voices import DEFAULT_SAMPLE_RATE, make_voice
 
 _MARKETS = (
@@ -43,6 +45,8 @@ TRUTH_COLUMNS = (
     "survey_id", "session_id", "audio_file", "recorded_at", "market", "turn_index",
     "participant_id", "gender", "question", "start_s", "end_s", "emotion",
 )  # fmt: skip
+SPOKEN_TRUTH_COLUMNS = (*TRUTH_COLUMNS, "text")
+"""The truth's columns when espeak-ng speaks the turns: ``text`` holds each turn's words."""
 
 
 def _emotion_weights(emotions: Sequence[str], negativity: float) -> np.ndarray:
@@ -86,6 +90,7 @@ def generate_archive(
     stickiness: float = 0.7,
     progress: Callable[[int, int], None] | None = None,
     settings: Settings | None = None,
+    speech: str = "formant",
 ) -> pd.DataFrame:
     """Write a focus-group archive under ``url`` and return the truth, one row per turn.
 
@@ -99,7 +104,15 @@ def generate_archive(
     (sessions cycle csv, rttm, both) or ``None``. Within a survey the audio and sidecars are
     written first and ``manifest.csv`` last, each file atomically, so a reader never sees a
     manifest pointing at missing audio.
+
+    ``speech="formant"`` (the default) synthesises wordless turns of ``turn_duration_s``;
+    ``speech="espeak"`` has espeak-ng speak each turn, a line of :data:`.spoken.SCRIPT` drawn at
+    random (its length sets the turn's, ``turn_duration_s`` is unused), and the truth gains a
+    ``text`` column with the words (:data:`SPOKEN_TRUTH_COLUMNS`).
     """
+    if speech not in ("formant", "espeak"):
+        raise ValueError(f"speech must be 'formant' or 'espeak', not {speech!r}")
+    columns = list(SPOKEN_TRUTH_COLUMNS if speech == "espeak" else TRUTH_COLUMNS)
     if sidecar not in _SIDECARS:
         raise ValueError(f"sidecar must be one of {_SIDECARS}, not {sidecar!r}")
     if fmt not in _FORMATS:
@@ -157,13 +170,18 @@ def generate_archive(
                     current[pid] = str(srng.choice(list(emotions), p=weights))
                 emotion = current[pid]
                 question = f"Q{min(4, 1 + k * 4 // max(1, utterances_per_session))}"
-                speech = synthesize_utterance(emotion, voice, srng.uniform(*turn_duration_s), srng, sample_rate)
-                begin, end = cursor, cursor + len(speech)
-                pieces.append(speech + _room_tone(len(speech), srng))
+                if speech == "espeak":
+                    spoken = speak(emotion, voice, srng, sample_rate)
+                    turn, text = spoken.samples, spoken.text
+                else:
+                    turn = synthesize_utterance(emotion, voice, srng.uniform(*turn_duration_s), srng, sample_rate)
+                    text = None
+                begin, end = cursor, cursor + len(turn)
+                pieces.append(turn + _room_tone(len(turn), srng))
                 pause = int(round(srng.uniform(0.3, 1.5) * sample_rate))
                 pieces.append(_room_tone(pause, srng))
                 cursor = end + pause
-                turns.append((k, pid, gender, question, begin, end, emotion))
+                turns.append((k, pid, gender, question, begin, end, emotion, text))
             recording = np.concatenate(pieces)
 
             audio_file = f"{session_id}.{fmt}"
@@ -178,7 +196,7 @@ def generate_archive(
                         "participant_id": pid,
                         "question": q,
                     }
-                    for _k, pid, _g, q, b, e, _em in turns
+                    for _k, pid, _g, q, b, e, _em, _text in turns
                 ]
             )
             want_csv, want_rttm = _sidecar_kinds(sidecar, se - 1)
@@ -190,7 +208,7 @@ def generate_archive(
                     for r in frame.itertuples()
                 ]
                 write_bytes_atomic(join(survey_url, f"{session_id}.rttm"), "".join(lines).encode(), settings)
-            for (k, pid, gender, q, _b, _e, emotion), row in zip(turns, frame.itertuples()):
+            for (k, pid, gender, q, _b, _e, emotion, text), row in zip(turns, frame.itertuples()):
                 truth_rows.append(
                     {
                         "survey_id": survey_id,
@@ -205,6 +223,7 @@ def generate_archive(
                         "start_s": row.start_s,
                         "end_s": row.end_s,
                         "emotion": emotion,
+                        "text": text,
                     }
                 )
             sessions.append(
@@ -230,8 +249,8 @@ def generate_archive(
                 }
             )
 
-        survey_truth = pd.DataFrame([r for r in truth_rows if r["survey_id"] == survey_id], columns=list(TRUTH_COLUMNS))
+        survey_truth = pd.DataFrame([r for r in truth_rows if r["survey_id"] == survey_id], columns=columns)
         write_bytes_atomic(join(survey_url, "_truth.csv"), _csv_bytes(survey_truth), settings)
         write_bytes_atomic(join(survey_url, "participants.csv"), _csv_bytes(pd.DataFrame(participants)), settings)
         write_bytes_atomic(join(survey_url, "manifest.csv"), _csv_bytes(pd.DataFrame(sessions)), settings)
-    return pd.DataFrame(truth_rows, columns=list(TRUTH_COLUMNS))
+    return pd.DataFrame(truth_rows, columns=columns)

@@ -215,8 +215,9 @@ def delivery(prosody: Prosody, voice: Voice, emotion: str = "neutral") -> Delive
 def word_tempo(emotion: str, words: list[str], rng: np.random.Generator) -> np.ndarray:
     """Rate multipliers ``(n_words,)``, the emotion's rhythm on top of its overall rate: sadness
     slows down towards the end, disgust drawls the content words and hurries the rest, surprise
-    stretches the last word, fear rushes unevenly, happiness bounces (quick small words, lingering content words), anger clips every word
-    alike, calm draws every word out a little, neutral speech stays even (5 % jitter on all)."""
+    stretches the last word, fear rushes unevenly, happiness bounces (quick small words,
+    lingering content words), anger clips every word alike, calm draws every word out a little,
+    neutral speech stays even (5 % jitter on all)."""
     n = len(words)
     position = np.arange(n) / max(n - 1, 1)
     content = np.array([w not in _FUNCTION_WORDS for w in words])
@@ -315,9 +316,9 @@ def _formant_lines(variant_text: str, factor: float) -> list[str]:
 def voice_file_text(voice: Voice, d: Delivery) -> str:
     """The espeak voice file of one utterance: the accent's language file, the speaker's variant
     (formants scaled by the speaker's vocal-tract factor relative to its gender and by the
-    delivery's shift), then the delivery's pitch span, breath (aspiration noise, mostly on the
-    formants above F2, which carry less of the vowel), flutter, roughness, consonant level and spectral tilt (``tone``: espeak's default
-    amplitudes at 600..3000 Hz times (f/600)^(-tilt/2))."""
+    delivery's shift), then the delivery's pitch span, breath (aspiration noise, half on F1),
+    flutter, roughness, consonant level and spectral tilt (``tone``: espeak's default amplitudes
+    at 600..3000 Hz times (f/600)^(-tilt/2))."""
     accent, variant = timbre(voice)
     variant_text = _data_file(f"voices/!v/{variant}")
     keep = [
