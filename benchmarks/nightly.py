@@ -333,7 +333,7 @@ def main() -> int:
         "utterances": summary["predictions_loaded"],
         "champion": {"architecture": args.architecture, "input": args.input, "normalization": args.normalization,
                      "encoder": args.encoder if args.input == "encoder" else None},
-        "features_share": round(summary["stage_seconds"].get("features", 0.0) / wall, 3),
+        "features_share": round(summary["stage_seconds"].get("features", 0.0) / (wall * (os.cpu_count() or 1)), 3),
         "reference": {"audio_s": round(ref_audio_s, 1), "wall_s": round(ref_wall, 2), "naive_end_to_end_s": round(naive_wall, 1),
                       "x_real_time": round(ref_x, 1),
                       "steps_s": {k: round(v, 3) for k, v in ref_steps.items()}},
@@ -356,7 +356,8 @@ def main() -> int:
     print(f"{'  (process CPU time)':<28}{summary['cpu_s']:>9.2f}{audio_s / summary['cpu_s']:>13.0f}   per CPU second")
     print(f"  peak memory (RSS) of the process after the run: {summary['peak_rss_mb']:.0f} MB")
     print(f"  start-up imports, once per worker, not in the rate: {startup_s:.1f} s")
-    print(f"  features' share of the end-to-end time: {summary['stage_seconds'].get('features', 0.0) / wall:.0%}"
+    print(f"  features' share of the run: {summary['stage_seconds'].get('features', 0.0) / (wall * (os.cpu_count() or 1)):.0%}"
+          f" of {os.cpu_count()} cores x {wall:.1f} s (the stage's seconds are summed over its threads)"
           + (f" (the encoder, {args.encoder}, and its log-mel)" if spec.output == "embeddings" else ""))
     print("\nfeature extraction, " + ("seconds per hour of audio, one window at a time on one core, then embed() on all:" if spec.output == "embeddings"
                                      else "CPU seconds per hour of audio (one thread):"))
