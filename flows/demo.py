@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default="demo-data", help="folder for the archive, stores and warehouse")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the recipe's, TrainConfig.epochs)")
+    parser.add_argument("--voices", type=int, default=96, help="generated training voices (each says 2 clips per emotion)")
+    parser.add_argument("--speech", default="espeak", choices=["espeak", "formant"],
+                        help="espeak: words spoken by espeak-ng, acted per emotion; formant: the source-filter buzz of earlier demos")
     args = parser.parse_args(argv)
 
     root = Path(args.root).resolve()
@@ -71,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
     _stage(f"Generating a focus-group archive and a training corpus under {root}")
     with tqdm(desc="training corpus", unit="clip") as bar:
-        synth.generate_corpus((root / "corpus").as_uri(), n_speakers=144, utterances_per_emotion=3, seed=1,
-                              progress=_progress(bar))
+        synth.generate_corpus((root / "corpus").as_uri(), n_speakers=args.voices, utterances_per_emotion=2, seed=1,
+                              progress=_progress(bar), speech=args.speech)
     with tqdm(desc="archive sessions", unit="session") as bar:
         turns = synth.generate_archive(settings.archive_url, n_surveys=2, sessions_per_survey=4,
                                        participants_per_session=4, utterances_per_session=14, seed=7,
-                                       sidecar="mixed",
+                                       sidecar="mixed", speech=args.speech,
                                        progress=_progress(bar))
     speech_min = (turns["end_s"] - turns["start_s"]).sum() / 60
     print(f"{turns['survey_id'].nunique()} surveys, {turns['session_id'].nunique()} sessions, "
