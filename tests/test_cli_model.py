@@ -56,6 +56,20 @@ def test_predict_without_a_champion_fails_cleanly(tmp_path):
 
 
 @pytest.mark.slow
+def test_predict_with_another_encoder_than_the_model_s_fails_cleanly(tiny_champion, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    registry_url, version = tiny_champion
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, (0.1 * np.sin(2 * np.pi * 180 * np.arange(16000) / 16000)).astype(np.float32), 16000)
+    done = ser("predict", str(clip), "--registry", registry_url, env={"SER_ENCODER": "whisper-tiny.en"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "trained on the encoder whisper-base" in done.stderr and "SER_ENCODER=whisper-tiny.en" in done.stderr
+    assert ser("predict", str(clip), "--registry", registry_url, "--json").returncode == 0
+
+
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_train_evaluate_predict_on_real_speech(ravdess_dir, tmp_path):
     # four actors (two male, two female) through the whole path: corpus, store, training, registry, report

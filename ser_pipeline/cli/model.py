@@ -318,9 +318,9 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(registry_url=registry)
         try:
             trained = load_model(settings.registry_url, model, settings)
+            spec = spec_of(trained, settings)  # an encoder model refuses another SER_ENCODER here
         except SerError as exc:
             fail(str(exc))
-        spec = spec_of(trained, settings)
         norm = trained.normalizer
         if norm.mode == "speaker" and (speaker is None or len(files) < norm.min_speaker_utterances):
             typer.secho(f"warning: model {trained.version} normalises per speaker; with "
