@@ -3,8 +3,10 @@
 a speaker's voice, acted in an emotion.
 
 Why: the formant synthesiser (:mod:`.speech`) has no phonetics, so a speech encoder trained on
-real speech hears it poorly (a Whisper-embedding probe separates its emotions at UAR ~0.66), and
-no transcript can be checked against it. Here the words are real English, and the emotion
+real speech hears it poorly, and no transcript can be checked against it. (A probe: whisper-base
+embeddings standardised per speaker, a linear classifier, 4-fold speaker CV over 24 voices x 2
+takes x 8 emotions, a random line per take: UAR ~0.69 formant, ~0.78 spoken; over 96 voices,
+~0.79 and ~0.89.) Here the words are real English, and the emotion
 changes what an actor changes. Whisper's encoder barely registers voice colour (formants,
 spectral tilt, loudness: it is built to ignore the speaker), but it does hear timing and
 phonation, so the emotions differ most in those: the speaking rate, the rhythm within the
@@ -207,7 +209,7 @@ def delivery(prosody: Prosody, voice: Voice, emotion: str = "neutral") -> Delive
         ending=ENDINGS[emotion],
         level_db=float(-26.0 + prosody.loudness_db + voice.loudness_db),
         slope_st_s=float(prosody.slope_st_s),
-        accent_st=float(prosody.range_st),
+        accent_st=float(0.5 * prosody.range_st),
         syllables_s=float(4.2 * rate),
     )
 
@@ -254,8 +256,9 @@ def word_emphasis(emotion: str, words: list[str]) -> np.ndarray:
 
 def ssml(words: list[str], emotion: str, d: Delivery, rng: np.random.Generator) -> str:
     """The sentence as SSML, one ``<prosody>`` per word: a pitch offset (the delivery's contour
-    slope over the sentence's estimated length, 1.3 syllables a word, plus a random accent within
-    its range), the emotion's tempo and emphasis, and its pauses as ``<break>`` after words. The
+    slope over the sentence's estimated length, 1.3 syllables a word, plus a random accent of up
+    to ``accent_st`` semitones peak to peak, half the prosody's range: a wider one blurs the
+    words), the emotion's tempo and emphasis, and its pauses as ``<break>`` after words. The
     closing punctuation stays inside the last word's element: outside it espeak reads it out
     ("dot")."""
     n = len(words)
