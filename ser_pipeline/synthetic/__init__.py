@@ -18,8 +18,15 @@ File names written by :func:`generate_corpus` (parsed by :func:`ser_pipeline.tra
 
 :func:`generate_archive` writes the layout of docs/ARCHITECTURE.md ("The archive layout").
 
+A second voice speaks real words (``speech="espeak"`` of :func:`generate_corpus` and
+:func:`generate_archive`; ``spoken``): espeak-ng from the ``espeakng-loader`` wheel, a script
+of short market-research sentences, the same prosody prototypes acted through its rate,
+pitch, pauses and voice quality. The Whisper encoder the model hears through represents the
+source-filter buzz poorly and real words well, so ``make demo`` uses it.
+
 The modules, one idea each: ``voices`` (speakers' voices and the emotions' prosody
-prototypes), ``speech`` (the synthesiser: one utterance's samples), ``encoding`` (audio and
+prototypes), ``speech`` (the synthesiser: one utterance's samples), ``spoken`` (espeak-ng:
+one utterance's samples and its words), ``encoding`` (audio and
 CSV bytes, written reproducibly), ``corpus`` (:func:`generate_corpus`) and ``archives``
 (:func:`generate_archive`). Their public names are importable from here; each module is
 imported on first use (lazy_loader).
