@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -115,8 +115,6 @@ class FeatureSpec:
 
     def located(self, encoder_dir: str) -> "FeatureSpec":
         """The same spec with its encoder's weights at ``encoder_dir`` on this machine."""
-        from dataclasses import replace
-
         return replace(self, encoder_dir=str(encoder_dir))
 
     @property
