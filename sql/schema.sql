@@ -172,3 +172,21 @@ CREATE TABLE current_model (
     pinned_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
     pinned_by      VARCHAR
 );
+
+-- What was said (004): one transcript per utterance and transcription model; text redacted,
+-- '' with empty_reason when nothing trustworthy was heard; nothing at all with SER_TRANSCRIBE=false.
+CREATE TABLE transcripts (
+    utterance_id          VARCHAR NOT NULL,
+    model                 VARCHAR NOT NULL,      -- the Whisper model: name@sha256[:12]
+    text                  VARCHAR NOT NULL,      -- redacted; '' when empty_reason is set
+    language              VARCHAR,               -- ISO 639-1 code the text was written in
+    language_source       VARCHAR,               -- manifest, detected, english-only model
+    language_probability  DOUBLE,                -- detection's probability (NULL unless detected)
+    avg_logprob           DOUBLE,                -- Whisper's mean log-probability of its tokens
+    no_speech_prob        DOUBLE,                -- Whisper's probability that nothing was said
+    empty_reason          VARCHAR,               -- NULL when text holds words
+    n_redacted            INTEGER NOT NULL DEFAULT 0,
+    ingest_run_id         VARCHAR,
+    transcribed_at        TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    PRIMARY KEY (utterance_id, model)
+);

@@ -31,7 +31,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         'schema': ['MIGRATIONS_DIR', 'VIEWS_FILE', 'Migration', 'migrations', 'schema_version', 'migrate', 'writing'],
         'pseudonyms': ['pseudonymise', 'rotate_pseudonym_key'],
         # _insert_new: tests/test_faults.py wraps it to die mid-transaction.
-        'loads': ['PROBABILITY_COLUMNS', 'CONTEXT_PROBABILITY_COLUMNS', 'PREDICTION_COLUMNS', 'UTTERANCE_COLUMNS', 'WarehouseLoadError', 'LoadResult', 'quarantine', 'load_survey', 'load_utterances', 'load_predictions', '_insert_new'],
+        'loads': ['PROBABILITY_COLUMNS', 'CONTEXT_PROBABILITY_COLUMNS', 'PREDICTION_COLUMNS', 'UTTERANCE_COLUMNS', 'WarehouseLoadError', 'LoadResult', 'quarantine', 'load_survey', 'load_utterances', 'load_predictions', 'TRANSCRIPT_COLUMNS', 'load_transcripts', '_insert_new'],
         'models': ['record_model_version', 'promote_model', 'pin_model', 'current_model'],
         'ingest_runs': ['start_ingest_run', 'heartbeat', 'RunningRun', 'running_runs', 'abandon_run', 'record_warnings', 'finish_ingest_run', 'record_validation'],
         'queries': ['QUERIES_DIR', 'run_query', 'NamedQuery', 'named_queries', 'run_named_query', 'status'],

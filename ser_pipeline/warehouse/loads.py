@@ -282,3 +282,47 @@ def load_predictions(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, run_id: s
             for i, r in rejected.iterrows()
         ])
     return LoadResult("predictions", inserted, len(good) - inserted, len(rejected))
+
+
+TRANSCRIPT_COLUMNS = (
+    "utterance_id", "model", "text", "language", "language_source", "language_probability",
+    "avg_logprob", "no_speech_prob", "empty_reason", "n_redacted",
+)
+
+
+def load_transcripts(con: duckdb.DuckDBPyConnection, df: pd.DataFrame, run_id: str | None = None) -> LoadResult:
+    """Load transcripts (``transcripts.transcripts_frame``; text already redacted).
+
+    Keyed by ``(utterance_id, model)`` like the predictions: loading a batch twice inserts
+    nothing twice. Rows for unknown utterances, or with text and an ``empty_reason`` both
+    (or neither), go to quarantine."""
+    _require_columns(df, ["utterance_id", "model", "text"], "transcript")
+    frame = df.drop_duplicates(["utterance_id", "model"]).copy()
+    for column in TRANSCRIPT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    for column in ("language_probability", "avg_logprob", "no_speech_prob"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    frame["n_redacted"] = pd.to_numeric(frame["n_redacted"], errors="coerce").fillna(0).astype(int)
+    for column in ("language", "language_source", "empty_reason"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    frame["text"] = frame["text"].fillna("").astype(str)
+    frame["ingest_run_id"] = run_id
+    known = _present(con, "utterances", "utterance_id", frame["utterance_id"])
+    has_text = frame["text"].str.strip() != ""
+    has_reason = frame["empty_reason"].notna()
+    reasons = pd.Series(None, index=frame.index, dtype=object)
+    reasons[has_text & has_reason] = "a transcript with words cannot also have an empty_reason"
+    reasons[~has_text & ~has_reason & reasons.isna()] = "an empty transcript needs an empty_reason"
+    reasons[~frame["utterance_id"].isin(known) & reasons.isna()] = "unknown utterance (load utterances first)"
+    rejected = frame[reasons.notna()]
+    good = frame[reasons.isna()]
+    with transaction(con):
+        inserted = _insert_new(con, "transcripts", good, (*TRANSCRIPT_COLUMNS, "ingest_run_id"))
+        _quarantine_rows(con, [
+            # The text itself never goes to quarantine: only that a transcript was refused.
+            {"stage": "transcripts", "source": f"{r.utterance_id}@{r.model}", "content_hash": None,
+             "reason": reasons[i], "details": {"empty_reason": r.empty_reason}, "run_id": run_id}
+            for i, r in rejected.iterrows()
+        ])
+    return LoadResult("transcripts", inserted, len(good) - inserted, len(rejected))
