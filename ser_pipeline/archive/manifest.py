@@ -13,8 +13,9 @@ else from ``<session>.rttm`` (what diarization tools write; the speaker field is
 participant id), else the session has no turns and the pipeline segments its audio.
 
 A manifest needs only ``session_id, survey_id, audio_file, recorded_at, participants``;
-``moderator``, ``market``, ``location`` and ``metadata`` are optional (absent or blank: None,
-and ``{}`` for metadata). ``ser manifest init`` writes a skeleton from the recordings of a
+``moderator``, ``market``, ``location``, ``language`` and ``metadata`` are optional (absent or
+blank: None, and ``{}`` for metadata). ``language`` is the ISO 639-1 code the session is spoken
+in (``en``, ``de``): transcripts are written in it; blank, it is detected per session. ``ser manifest init`` writes a skeleton from the recordings of a
 folder (:mod:`ser_pipeline.archive.skeleton`).
 
 Every problem raises :class:`~ser_pipeline.errors.ManifestError` naming the file and the
@@ -45,8 +46,8 @@ from ser_pipeline.storage import AUDIO_EXTENSIONS, filesystem, join, to_url
 # The contract of docs/WAREHOUSE.md and expectations/manifest.json (tests check all three agree):
 # a manifest needs only the required columns; the optional ones may be absent or blank.
 REQUIRED_MANIFEST_COLUMNS = ("session_id", "survey_id", "audio_file", "recorded_at", "participants")
-OPTIONAL_MANIFEST_COLUMNS = ("moderator", "market", "location", "metadata")
-MANIFEST_COLUMNS = ("session_id", "survey_id", "audio_file", "recorded_at", "moderator", "market", "location", "participants", "metadata")
+OPTIONAL_MANIFEST_COLUMNS = ("moderator", "market", "location", "language", "metadata")
+MANIFEST_COLUMNS = ("session_id", "survey_id", "audio_file", "recorded_at", "moderator", "market", "location", "language", "participants", "metadata")
 PARTICIPANT_COLUMNS = ("participant_id", "age_band", "gender", "market", "segment")
 TURN_COLUMNS = ("start_s", "end_s", "participant_id")
 
@@ -90,6 +91,7 @@ class Session:
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     turns: tuple[Turn, ...] = ()
     turns_source: str | None = None  # "turns.csv", "rttm" or None
+    language: str | None = None  # ISO 639-1, from the manifest; None: detected when transcribing
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,16 @@ def _parse_list(value: Any) -> tuple[str, ...]:
     return tuple(v for v in items if v)
 
 
+def _parse_language(url: str, where: str, value: Any) -> str | None:
+    """An ISO 639-1 code, lower case (``en``, ``de``), or None when blank."""
+    if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
+        return None
+    code = str(value).strip().lower()
+    if not re.fullmatch(r"[a-z]{2}", code):
+        raise ManifestError(url, f"{where}: language {value!r} is not a two-letter ISO 639-1 code (en, de, fr, ...)")
+    return code
+
+
 def _parse_metadata(url: str, where: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -364,6 +376,7 @@ def _session(folder: str, survey_id: str, manifest_url: str, where: str, session
         raise ManifestError(manifest_url, f"{where}: participants {unknown} are not in participants.csv")
     recorded_at = _parse_recorded_at(manifest_url, where, row.get("recorded_at"))
     metadata = _parse_metadata(manifest_url, where, row.get("metadata"))
+    language = _parse_language(manifest_url, where, row.get("language"))
     turns, turns_source = _session_turns(folder, session_id, ids, settings)
     return Session(
         session_id=session_id,
@@ -377,6 +390,7 @@ def _session(folder: str, survey_id: str, manifest_url: str, where: str, session
         metadata=metadata,
         turns=turns,
         turns_source=turns_source,
+        language=language,
     )
 
 
