@@ -248,3 +248,81 @@ CREATE OR REPLACE VIEW v_model_label_transitions AS
 SELECT survey_id, other_version, current_version, other_label, current_label, count(*) AS n_utterances
 FROM v_model_comparison
 GROUP BY ALL;
+
+-- ---------------------------------------------------------------------------------------
+-- What was said (the transcripts table, migration 004; empty when SER_TRANSCRIBE=false).
+
+-- One transcript per utterance. Where several transcription models wrote one (a model
+-- upgrade, a re-run with a larger model), the latest transcribed_at wins (a tie: the model
+-- name last in sort order); n_transcripts says how many there are, the others stay in the
+-- transcripts table. is_empty: nothing usable was heard, text is '' and empty_reason says
+-- why (no speech, a repeated phrase, ...). text is redacted: [EMAIL], [PHONE], [URL] and
+-- [CARD] stand where something was removed, n_redacted counts them.
+CREATE OR REPLACE VIEW v_transcripts AS
+SELECT
+    utterance_id,
+    model AS transcript_model,
+    text,
+    empty_reason IS NOT NULL AS is_empty,
+    empty_reason,
+    n_redacted,
+    language,
+    language_source,
+    language_probability,
+    avg_logprob,
+    no_speech_prob,
+    ingest_run_id,
+    transcribed_at,
+    count(*) OVER (PARTITION BY utterance_id) AS n_transcripts
+FROM transcripts
+QUALIFY row_number() OVER (PARTITION BY utterance_id ORDER BY transcribed_at DESC, model DESC) = 1;
+
+-- Quotes: what each labelled utterance said, beside the current model's label (v_labelled),
+-- who said it (pseudonym and segment attributes), when (recorded_at, week, spoken_at,
+-- start_s/end_s into the recording) and to which question. One row per utterance that has
+-- both a label from the current model and a transcript; the empty ones are here too, with
+-- is_empty and empty_reason, so filter `NOT is_empty` for text to quote.
+CREATE OR REPLACE VIEW v_quotes AS
+SELECT
+    l.survey_id, l.session_id, l.utterance_id, l.utterance_index, l.participant_key,
+    l.age_band, l.gender, l.participant_market, l.segment, l.market, l.location,
+    l.question, l.recorded_at, l.week, l.spoken_at, l.start_s, l.end_s, l.duration_s, l.source_uri,
+    l.model_version, l.label, l.confidence, l.is_negative, l.negative_probability,
+    l.context_label, l.context_confidence,
+    t.text, t.is_empty, t.empty_reason, t.n_redacted, t.language, t.language_source,
+    t.avg_logprob, t.no_speech_prob, t.transcript_model, t.transcribed_at, t.n_transcripts
+FROM v_labelled l
+JOIN v_transcripts t USING (utterance_id);
+
+-- English function words that say nothing about how something was felt; negations (no, not,
+-- never, nothing, ...) are deliberately not among them. SELECT is_stop_word('the').
+CREATE OR REPLACE MACRO is_stop_word(word) AS list_contains([
+    'a', 'about', 'after', 'again', 'all', 'also', 'am', 'an', 'and', 'any', 'are', 'as', 'at',
+    'be', 'because', 'been', 'before', 'being', 'both', 'but', 'by', 'can', 'could', 'did', 'do',
+    'does', 'doing', 'for', 'from', 'had', 'has', 'have', 'having', 'he', 'her', 'here', 'hers',
+    'him', 'his', 'how', 'i', 'i''d', 'i''ll', 'i''m', 'i''ve', 'if', 'in', 'into', 'is', 'it',
+    'it''s', 'its', 'just', 'like', 'me', 'mean', 'might', 'more', 'most', 'much', 'my', 'of', 'oh',
+    'on', 'one', 'only', 'or', 'other', 'our', 'out', 'over', 'really', 'said', 'say', 'she', 'so',
+    'some', 'than', 'that', 'that''s', 'the', 'their', 'them', 'then', 'there', 'these', 'they',
+    'this', 'those', 'to', 'uh', 'um', 'up', 'us', 'very', 'was', 'we', 'well', 'were', 'what',
+    'when', 'where', 'which', 'while', 'who', 'why', 'will', 'with', 'would', 'yeah', 'you',
+    'you''re', 'your'
+], word);
+
+-- The words of a text, as the word counts (negative_words) see them: redaction placeholders
+-- and Whisper's bracketed tags ([EMAIL], [MUSIC]) removed, lower-cased, split on anything
+-- but letters (any script), digits and apostrophes; kept: tokens of at least 2 characters
+-- with a letter in them that are no stop-word (is_stop_word).
+-- SELECT words('Mail me at [EMAIL], it''s far too expensive!') gives [mail, far, too, expensive].
+CREATE OR REPLACE MACRO words(text) AS list_filter(
+    list_transform(
+        string_split_regex(lower(regexp_replace(replace(text, '’', ''''), '\[[A-Z_]+\]', ' ', 'g')), '[^\p{L}\p{N}'']+'),
+        lambda w: trim(w, '''')),
+    lambda w: length(w) >= 2 AND regexp_matches(w, '\p{L}') AND NOT is_stop_word(w));
+
+-- One row per word of every non-empty quote (words(text)), with the quote's survey,
+-- question, label and whether it is negative: the input of the word counts.
+CREATE OR REPLACE VIEW v_quote_words AS
+SELECT survey_id, session_id, utterance_id, question, label, is_negative, unnest(words(text)) AS word
+FROM v_quotes
+WHERE NOT is_empty;

@@ -150,6 +150,87 @@ KEY = "test-pseudonym-key"
 T0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
 
 
+# --------------------------------------------------------------------------------------------
+# Transcripts: what each utterance said, written so the word counts have a known answer.
+
+OLD_TRANSCRIPT_MODEL = "whisper-small@0c1d2e3f4a5b"
+TRANSCRIPT_MODEL = "whisper-large-v3@9f8e7d6c5b4a"  # sorts before the old one: only transcribed_at makes it win
+
+# What a negative (True) and any other (False) answer to each question says, in turn.
+ANSWERS: dict[tuple[str | None, bool], list[str]] = {
+    ("price", True): ["Far too expensive for what it is", "Too EXPENSIVE, not worth it", "expensive and the price keeps rising"],
+    ("price", False): ["The price seems fair", "A fair price for a cola", "Cheap enough, fair"],
+    ("packaging", True): ["The cap broke, awful plastic", "Awful bottle, the cap leaks", "The plastic cap broke twice"],
+    ("packaging", False): ["Nice bottle, easy to open", "I like the green bottle", "The bottle is easy to carry"],
+    ("taste", True): ["Flat, no fizz at all", "Tastes flat and too sweet", "Too sweet, flat, disappointing"],
+    ("taste", False): ["Fresh taste, nice fizz", "Nice and fresh", "Sweet but fresh"],
+    (None, True): ["Long day at work, tired", "Tired of the traffic"],
+    (None, False): ["We talked about the weekend", "Good weekend, thanks"],
+}
+HTML_TEXT = 'I <b>love</b> the new bottle & the "green" cap'
+APOSTROPHE_TEXT = "it's flat, no fizz at all"
+REDACTED_TEXT = "Mail me at [EMAIL] when it's less expensive"
+
+
+def transcript_batches(utterances: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """The transcripts of ``utterances`` as the nightly run loads them, written from the
+    ``predictions``' labels (``ANSWERS``): an old model's batch (one utterance) and the
+    current model's, and the utterance ids of the special cases, by name:
+
+    - ``html``: the clearest emotional moment (highest confidence, not neutral or calm) says ``HTML_TEXT``;
+    - ``empty``: the first negative answer to "price" was not heard (``empty_reason`` "no speech");
+    - ``redacted``: the second negative answer to "price" held an email address (``REDACTED_TEXT``);
+    - ``apostrophe``: the first negative answer to "taste" says ``APOSTROPHE_TEXT``;
+    - ``untranscribed``: the last utterance of the last session has no transcript at all;
+    - ``two_models``: the first utterance has the old model's transcript and, later, the current one's.
+    """
+    frame = utterances.merge(predictions[["utterance_id", "label", "confidence"]], on="utterance_id")
+    frame = frame.sort_values(["session_id", "start_s"]).reset_index(drop=True)
+    frame["negative"] = frame["label"].isin(NEGATIVE_EMOTIONS)
+    frame["question"] = frame["question"].astype(object).where(frame["question"].notna(), None)
+    negative_price = frame[(frame["question"] == "price") & frame["negative"]]["utterance_id"].tolist()
+    moments = frame[~frame["label"].isin(["neutral", "calm"])].sort_values(["confidence", "utterance_id"], ascending=[False, True])
+    special = {
+        "html": moments["utterance_id"].iloc[0],
+        "empty": negative_price[0],
+        "redacted": negative_price[1],
+        "apostrophe": frame[(frame["question"] == "taste") & frame["negative"]]["utterance_id"].iloc[0],
+        "untranscribed": frame["utterance_id"].iloc[-1],
+        "two_models": frame["utterance_id"].iloc[0],
+    }
+    assert len(set(special.values())) == len(special)
+    texts = {special["html"]: HTML_TEXT, special["redacted"]: REDACTED_TEXT, special["apostrophe"]: APOSTROPHE_TEXT}
+    turn: dict[tuple, int] = {}
+    rows = []
+    for r in frame.itertuples(index=False):
+        key = (r.question, bool(r.negative))
+        k = turn[key] = turn.get(key, -1) + 1
+        if r.utterance_id == special["untranscribed"]:
+            continue
+        empty = r.utterance_id == special["empty"]
+        rows.append({
+            "utterance_id": r.utterance_id, "model": TRANSCRIPT_MODEL,
+            "text": "" if empty else texts.get(r.utterance_id, ANSWERS[key][k % len(ANSWERS[key])]),
+            "language": "en", "language_source": "manifest", "language_probability": None,
+            "avg_logprob": -0.25, "no_speech_prob": 0.93 if empty else 0.02,
+            "empty_reason": "no speech" if empty else None,
+            "n_redacted": int(r.utterance_id == special["redacted"]),
+        })
+    current = pd.DataFrame(rows)
+    old = pd.DataFrame([{"utterance_id": special["two_models"], "model": OLD_TRANSCRIPT_MODEL, "text": "an older model's words",
+                         "language": "en", "language_source": "manifest", "avg_logprob": -0.9, "no_speech_prob": 0.1,
+                         "empty_reason": None, "n_redacted": 0}])
+    return old, current, special
+
+
+def load_transcript_batches(con, old: pd.DataFrame, current: pd.DataFrame) -> None:
+    """Load the old model's transcripts, then the current model's, a day apart."""
+    warehouse.load_transcripts(con, old, run_id="run-old")
+    warehouse.load_transcripts(con, current, run_id="run-current")
+    con.execute("UPDATE transcripts SET transcribed_at = ? WHERE model = ?", [T0, OLD_TRANSCRIPT_MODEL])
+    con.execute("UPDATE transcripts SET transcribed_at = ? WHERE model = ?", [T0 + timedelta(days=1), TRANSCRIPT_MODEL])
+
+
 @dataclass
 class Loaded:
     path: Path
@@ -158,6 +239,8 @@ class Loaded:
     v1: pd.DataFrame
     v2: pd.DataFrame
     other_utterances: int = 0  # utterances of further surveys a test loaded
+    transcripts: pd.DataFrame | None = None  # the current transcription model's rows (transcript_batches)
+    special: dict[str, str] | None = None  # the special transcripts' utterance ids, by name
 
     def expected(self, version: str = "v2") -> pd.DataFrame:
         return expected_frame(self.survey, self.utterances, self.v1 if version == "v1" else self.v2, KEY)
@@ -181,16 +264,20 @@ def _loaded_template(tmp_path_factory) -> Loaded:
         warehouse.load_predictions(con, v1)
         warehouse.record_model_version(con, "v2", metrics={"uar": 0.47}, created_at=T0 + timedelta(days=1))
         warehouse.load_predictions(con, v2)
+        old, transcripts, special = transcript_batches(utts, v2)
+        load_transcript_batches(con, old, transcripts)
     finally:
         con.close()
-    return Loaded(path, survey, utts, v1, v2)
+    return Loaded(path, survey, utts, v1, v2, transcripts=transcripts, special=special)
 
 
 @pytest.fixture
 def loaded(_loaded_template: Loaded, tmp_path, monkeypatch) -> Loaded:
-    """A warehouse holding one hand-made survey (archive read-only, shared) and predictions
-    of two model versions (v2 newer); SER_PSEUDONYM_KEY is the key it was loaded with."""
+    """A warehouse holding one hand-made survey (archive read-only, shared), predictions
+    of two model versions (v2 newer) and transcripts (``transcript_batches``, written from
+    v2's labels); SER_PSEUDONYM_KEY is the key it was loaded with."""
     monkeypatch.setenv("SER_PSEUDONYM_KEY", KEY)
     path = tmp_path / "wh.duckdb"
     shutil.copyfile(_loaded_template.path, path)
-    return Loaded(path, _loaded_template.survey, _loaded_template.utterances, _loaded_template.v1, _loaded_template.v2)
+    t = _loaded_template
+    return Loaded(path, t.survey, t.utterances, t.v1, t.v2, transcripts=t.transcripts, special=t.special)

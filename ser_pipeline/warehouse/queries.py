@@ -60,7 +60,8 @@ class NamedQuery:
     """An analysts' query from ``sql/queries/<name>.sql``.
 
     The file's first comment line is the question it answers; a ``-- params: a, b=default``
-    line lists its ``$name`` parameters (those without a default are required).
+    line lists its ``$name`` parameters (those without a default are required; ``c=``, an
+    empty default, makes one optional: the SQL reads ``''`` as "not given").
     """
 
     name: str
@@ -94,8 +95,8 @@ def _parse_query(path: Path) -> NamedQuery:
     for line in comments[1:]:
         if line.lower().startswith("params:"):
             for item in filter(None, (i.strip() for i in line.split(":", 1)[1].split(","))):
-                name, _, default = item.partition("=")
-                params.append((name.strip(), default.strip() if default else None))
+                name, sep, default = item.partition("=")
+                params.append((name.strip(), default.strip() if sep else None))
     return NamedQuery(path.stem, comments[0], tuple(params), text)
 
 
@@ -125,8 +126,8 @@ def status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     counts = {
         t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("surveys", "sessions", "participants", "utterances", "predictions", "model_versions",
-                  "ingest_runs", "quarantine", "validation_results", "recording_warnings")
-        if t != "recording_warnings" or schema_version(con) >= 3
+                  "ingest_runs", "quarantine", "validation_results", "recording_warnings", "transcripts")
+        if {"recording_warnings": 3, "transcripts": 4}.get(t, 1) <= schema_version(con)
     } if schema_version(con) else {}
     last_run = None
     if counts:
