@@ -143,3 +143,20 @@ def test_rotate_key_command(loaded: Loaded, tmp_path, monkeypatch, settings):
     keys = set(warehouse.run_query(loaded.path, "SELECT participant_key FROM utterances", settings=settings)["participant_key"])
     assert keys == {warehouse.pseudonymise(p[0], "rotated-key") for p in PARTICIPANTS}
     assert "rotated-key" not in result.stdout and KEY not in result.stdout
+
+
+def test_quote_queries_through_the_cli(loaded: Loaded):
+    path = str(loaded.path)
+    listing = ser("query", "--list")
+    assert "params: survey, label=, question=, limit=50" in listing.stdout  # label= : optional, empty means all
+    result = ser("query", "quotes", "-p", "survey=S1", "-p", "label=negative", "-p", "question=price", "-f", "json", "-w", path)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows and all(r["question"] == "price" and r["label"] in {"sad", "angry", "fearful", "disgust"} and r["text"] for r in rows)
+    assert any("[EMAIL]" in r["text"] and r["n_redacted"] == 1 for r in rows)
+    table = ser("query", "search_transcripts", "-p", "pattern=expensive", "-w", path)
+    assert table.exit_code == 0 and "Too EXPENSIVE, not worth it" in table.stdout
+    bad = ser("query", "search_transcripts", "-p", "pattern=x", "-p", "mode=glob", "-w", path)
+    assert bad.exit_code == 1 and "mode must be ilike or regex, not glob" in bad.stderr
+    status = json.loads(ser("warehouse", "status", "-w", path, "--json").stdout)
+    assert status["rows"]["transcripts"] == len(loaded.transcripts) + 1  # the old model's transcript of one utterance too

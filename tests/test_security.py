@@ -92,6 +92,7 @@ def _ser(*args: str):
     "ATTACH '{out}.duckdb' AS exfil",
     "INSTALL httpfs",
     "SET enable_external_access = true; COPY (SELECT 1) TO '{out}'",
+    "COPY (SELECT text FROM v_quotes) TO '{out}'",
 ])
 def test_analysts_sql_can_neither_write_nor_reach_files(loaded: Loaded, tmp_path, statement):
     secret = tmp_path / "secret.txt"
@@ -103,12 +104,37 @@ def test_analysts_sql_can_neither_write_nor_reach_files(loaded: Loaded, tmp_path
     assert "Anna Schmidt" not in result.output
 
 
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM transcripts",
+    "UPDATE transcripts SET text = 'invented words' WHERE empty_reason IS NOT NULL",
+    "DROP TABLE transcripts",
+    "INSERT INTO transcripts (utterance_id, model, text) SELECT utterance_id, 'fake', 'invented' FROM utterances",
+    "CREATE OR REPLACE VIEW v_quotes AS SELECT 'invented' AS text",
+    "DROP VIEW v_transcripts",
+    "CREATE OR REPLACE MACRO words(text) AS ['invented']",
+    "SELECT * FROM v_quotes; DELETE FROM transcripts",
+])
+def test_analysts_sql_cannot_change_transcripts_or_their_views(loaded: Loaded, statement, settings):
+    """The transcripts table, its views and macros are as read-only to ``ser sql`` as the rest."""
+    from ser_pipeline import warehouse
+
+    check = ("SELECT (SELECT count(*) FROM transcripts) AS n, (SELECT count(*) FROM v_quotes WHERE is_empty) AS empty, "
+             "(SELECT list(text ORDER BY utterance_id) FROM v_quotes) AS texts, words('an awful cap') AS w")
+    before = warehouse.run_query(loaded.path, check, settings=settings).iloc[0].to_dict()
+    result = _ser("sql", statement, "-w", str(loaded.path))
+    assert result.exit_code == 1 and "read-only" in result.stderr, result.output
+    after = warehouse.run_query(loaded.path, check, settings=settings).iloc[0].to_dict()
+    assert {k: str(v) for k, v in after.items()} == {k: str(v) for k, v in before.items()}
+    assert before["n"] == len(loaded.transcripts) + 1 and before["empty"] == 1 and list(before["w"]) == ["awful", "cap"]
+
+
 HOSTILE = ["x'; DROP TABLE predictions; --", "' OR '1'='1", "1; COPY predictions TO '/tmp/x.csv'", "$(rm -rf /)"]
 
 
 def test_every_named_query_binds_every_parameter(loaded: Loaded):
     """Every parameter of every named query given injection strings: the query answers
-    (nothing matches, or a clear type error, exit 1), and every table is intact afterwards."""
+    (nothing matches, or a clear type error or refused choice, exit 1), and every table is
+    intact afterwards."""
     from ser_pipeline import warehouse
 
     before = _all_text(loaded.path)
@@ -124,7 +150,7 @@ def test_every_named_query_binds_every_parameter(loaded: Loaded):
             if result.exit_code == 0:
                 assert not any(hostile in json.dumps(r) for r in json.loads(result.stdout))
             else:
-                assert "Conversion Error" in result.output or "Could not convert" in result.output, result.output
+                assert any(m in result.output for m in ("Conversion Error", "Could not convert", "must be")), result.output
     assert tried >= 8
     assert _all_text(loaded.path) == before
 
