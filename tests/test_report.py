@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from _warehouse_data import Loaded, loaded, _loaded_template  # noqa: F401 (fixture)
-from _warehouse_data import KEY, T0, expected_frame, predictions_frame, utterances_frame, write_survey
+from _warehouse_data import HTML_TEXT, KEY, T0, expected_frame, predictions_frame, utterances_frame, write_survey
 from ser_pipeline import warehouse
 from ser_pipeline.labels import NEGATIVE_EMOTIONS
 from ser_pipeline.settings import Settings
@@ -86,6 +86,9 @@ def test_survey_without_predictions_gets_no_empty_charts(loaded: Loaded, tmp_pat
     assert page.count("No labelled utterances for this survey yet") == 6
 
 
+QUOTE_BACKGROUND = "#fbf6ec"  # report._CSS: blockquote.quote and td.quote
+
+
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(loaded: Loaded, tmp_path):
     if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
@@ -95,11 +98,21 @@ def test_report_renders_in_headless_chromium(loaded: Loaded, tmp_path):
     html_path = tmp_path / "out" / "S1.html"
     _report(loaded, tmp_path)
     png = tmp_path / "S1.png"
-    subprocess.run([str(ROOT / "scripts" / "render_report.sh"), str(html_path), str(png), "1400", "3000"], check=True, timeout=120)
+    # Tall enough for the whole page: the quotes come after the charts (scripts/render_report.sh to look at it).
+    subprocess.run([str(ROOT / "scripts" / "render_report.sh"), str(html_path), str(png), "1400", "6000"], check=True, timeout=120)
     shot = np.asarray(Image.open(png).convert("RGB"))
-    assert shot.shape[:2] == (3000, 1400)
+    assert shot.shape[:2] == (6000, 1400)
     assert shot.std() > 20
     assert _has_colour(shot, EMOTION_COLORS["angry"]) and _has_colour(shot, "#23395b")  # a chart and the header drew
+    # The quotes drew: 3 questions x 3 negative answers, each a block about 75 px high, and 10 moments' quote cells.
+    quote = (np.abs(shot.astype(int) - np.array([0xfb, 0xf6, 0xec])).max(axis=2) <= 3).sum(axis=1) > 200
+    assert quote.sum() > 9 * 50, quote.sum()
+    first_quote = int(np.argmax(quote))
+    assert 1000 < first_quote < len(quote) - 700  # after the charts at the top, with the moments' quotes below
+    # Each negative answer is marked on its left by its label's colour, right beside the quote.
+    left = shot[quote, :, :].astype(int)
+    assert any((np.abs(left - np.array([int(EMOTION_COLORS[e][i:i + 2], 16) for i in (1, 3, 5)])).max(axis=2) <= 12).any()
+               for e in NEGATIVE_EMOTIONS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,3 +193,70 @@ def test_report_gives_count_interval_and_expected_share_and_marks_exactly_the_wi
 def test_is_wide_is_half_the_interval_over_fifteen_points():
     assert is_wide(0.10, 0.41) and not is_wide(0.10, 0.39) and not is_wide(0.0, 0.2775)  # 0 of 10: ±13.9 points
     assert WIDE_HALF_WIDTH == 0.15
+
+
+# --------------------------------------------------------------------------------------------
+# Quotes: what was said, when the survey has transcripts
+
+
+def _quotes_expected(loaded: Loaded) -> pd.DataFrame:
+    """The labelled utterances with words (pandas), with P(negative)."""
+    exp = loaded.expected().merge(loaded.transcripts, on="utterance_id")
+    exp = exp[exp["empty_reason"].isna()]
+    return exp.assign(negative_probability=exp[[f"p_{e}" for e in sorted(NEGATIVE_EMOTIONS)]].sum(axis=1))
+
+
+def test_report_quotes_each_questions_most_negative_answers(loaded: Loaded, tmp_path):
+    page = _report(loaded, tmp_path)
+    assert "What was said: the most negative answers per question" in page
+    exp = _quotes_expected(loaded)
+    negative = exp[exp["is_negative"] & exp["question"].notna()].sort_values(
+        ["negative_probability", "confidence", "utterance_id"], ascending=[False, False, True])
+    groups = dict(re.findall(r'<div class="quote-group" data-question="([^"]*)"><h3>[^<]*</h3>(.*?)</div>', page))
+    assert list(groups) == sorted(set(exp["question"].dropna()))  # every question, in order
+    for question, body in groups.items():
+        want = negative[negative["question"] == question].head(3)
+        assert len(want) == 3
+        assert re.findall(r"<p>“(.*?)”</p>", body) == [html.escape(t) for t in want["text"]], question
+        chips = re.findall(r'<span class="chip" style="background:(#[0-9a-f]{6})">(\w+)</span> P\(negative\) (\d+)%', body)
+        assert [(c, l, int(p)) for c, l, p in chips] == [(EMOTION_COLORS[l], l, round(100 * p)) for l, p in
+                                                          zip(want["label"], want["negative_probability"])], question
+    assert "[EMAIL]" in groups["price"]  # the redaction placeholder is shown as stored
+    # How much was transcribed, and that empty transcripts are never quoted.
+    n = len(loaded.utterances)
+    assert f"{n - 2} of {n} utterances have a transcript with words" in page and "1 was transcribed empty (no speech: 1)" in page
+    assert "1 not transcribed" in page
+
+
+def test_report_quotes_each_emotional_moment_escaped(loaded: Loaded, tmp_path, settings):
+    top = loaded.special["html"]
+    exp = _quotes_expected(loaded)
+    moments = loaded.expected()
+    moments = moments[~moments["label"].isin(["neutral", "calm"])].sort_values(["confidence", "utterance_id"], ascending=[False, True]).head(10)
+    assert moments["utterance_id"].iloc[0] == top
+    page = _report(loaded, tmp_path)
+    cells = re.findall(r'<td class="quote">“(.*?)”</td>', page)
+    texts = exp.set_index("utterance_id")["text"]
+    assert cells == [html.escape(texts[u]) for u in moments["utterance_id"]]
+    assert cells[0] == "I &lt;b&gt;love&lt;/b&gt; the new bottle &amp; the &quot;green&quot; cap" == html.escape(HTML_TEXT)
+    assert "<b>love</b>" not in page  # the text never becomes markup
+    # A moment transcribed empty says why; one not transcribed says so; neither has quote marks.
+    second = moments["utterance_id"].iloc[1]
+    with warehouse.writing(loaded.path, settings=settings) as con:
+        con.execute("UPDATE transcripts SET text = '', empty_reason = 'repeated phrase' WHERE utterance_id = ?", [top])
+        con.execute("DELETE FROM transcripts WHERE utterance_id = ?", [second])
+    page = _report(loaded, tmp_path)
+    rows = re.findall(r'<td class="quote( empty)?">(.*?)</td>', page)
+    assert rows[:2] == [(" empty", "nothing to quote (repeated phrase)"), (" empty", "not transcribed")]
+    assert len(rows) == 10 and html.escape(HTML_TEXT) not in page
+
+
+def test_report_without_transcripts_shows_no_quotes_and_no_text(loaded: Loaded, tmp_path, settings):
+    with warehouse.writing(loaded.path, settings=settings) as con:
+        con.execute("DELETE FROM transcripts")  # SER_TRANSCRIBE=false writes none
+    page = _report(loaded, tmp_path)
+    assert "What was said" not in page and "what was said" not in page and 'class="quote' not in page
+    assert "Most emotional moments" in page and '<table class="moments">' in page  # the moments are still there
+    for text in set(loaded.transcripts["text"]) - {""} | {"an older model's words"}:
+        assert html.escape(text) not in page and text not in page, text
+    assert len(_images(page)) == 5

@@ -8,6 +8,11 @@ Beside every share it gives the count behind it, its 95% Wilson interval (from t
 the expected share (the mean of the model's probability over the same utterances), and it
 marks the shares whose interval is wider than ±:data:`WIDE_HALF_WIDTH` (:func:`is_wide`): a
 share of 14 utterances is mostly noise.
+
+When the survey has transcripts (the ``transcripts`` table; none when SER_TRANSCRIBE=false)
+the report also quotes what was said: each of the most emotional moments with its words, and
+per question the :data:`NEGATIVE_QUOTES_PER_QUESTION` most negative answers (:func:`_negative_quotes`).
+Without transcripts it shows neither, and no text at all. Every text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ EMOTION_COLORS: dict[str, str] = {
 }
 
 MAX_SESSION_ARCS = 12
+
+NEGATIVE_QUOTES_PER_QUESTION = 3
+"""How many of each question's most negative answers the report quotes."""
 
 WIDE_HALF_WIDTH = 0.15
 """A share is marked when half its 95% interval's width exceeds this (±15 points)."""
@@ -68,6 +76,14 @@ td.share .count, td.share .ci, td.share .exp, .kpi small { color: #666; }
 .share.wide, .wide-key { background: #fff1dc; color: #8a5a00; }
 .share.wide b { color: #8a5a00; font-style: italic; }
 .kpi small { display: block; font-size: 12px; margin-top: 2px; }
+.quote-groups { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 6px 22px; }
+.quote-group h3 { font-size: 15px; margin: 10px 0 6px 0; color: #23395b; }
+blockquote.quote { margin: 0 0 10px 0; padding: 8px 12px; background: #fbf6ec; border-left: 5px solid #999; border-radius: 0 5px 5px 0; }
+blockquote.quote p { margin: 0 0 5px 0; font-size: 15px; line-height: 1.35; }
+blockquote.quote footer { font-size: 12px; color: #666; line-height: 1.5; }
+.chip { display: inline-block; padding: 0 6px; border-radius: 3px; color: white; font-size: 11px; font-weight: 600; }
+td.quote { white-space: normal; min-width: 260px; max-width: 520px; background: #fbf6ec; }
+td.quote.empty, p.none { color: #888; font-style: italic; }
 """
 
 
@@ -338,6 +354,101 @@ def _table(frame: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _has_transcripts(con) -> bool:
+    """Whether any utterance of the survey has a transcript (False on a warehouse without the table)."""
+    if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'v_quotes'").fetchone()[0]:
+        return False
+    return con.execute("SELECT EXISTS (SELECT 1 FROM v_transcripts t JOIN v_utterances u USING (utterance_id) "
+                       "WHERE u.survey_id = $s)", {"s": con.survey}).fetchone()[0]
+
+
+def _coverage(con) -> dict[str, Any]:
+    """How many of the survey's utterances have words, were empty (and why), or were not transcribed."""
+    n, words, empty, missing, models = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE NOT t.is_empty), count(*) FILTER (WHERE t.is_empty), "
+        "count(*) FILTER (WHERE t.utterance_id IS NULL), string_agg(DISTINCT t.transcript_model, ', ' ORDER BY t.transcript_model) "
+        "FROM v_utterances u LEFT JOIN v_transcripts t USING (utterance_id) WHERE u.survey_id = $s", {"s": con.survey}).fetchone()
+    reasons = con.execute(
+        "SELECT t.empty_reason, count(*) AS n FROM v_utterances u JOIN v_transcripts t USING (utterance_id) "
+        "WHERE u.survey_id = $s AND t.is_empty GROUP BY ALL ORDER BY n DESC, t.empty_reason", {"s": con.survey}).fetchall()
+    return {"utterances": n, "words": words, "empty": empty, "missing": missing, "models": models or "", "reasons": reasons}
+
+
+def _coverage_note(c: dict[str, Any]) -> str:
+    reasons = ", ".join(f"{html.escape(str(r))}: {k}" for r, k in c["reasons"])
+    return (f"{c['words']} of {c['utterances']} utterances have a transcript with words (by {html.escape(c['models'])}); "
+            f"{c['empty']} {'was' if c['empty'] == 1 else 'were'} transcribed empty{f' ({reasons})' if reasons else ''} "
+            f"and {c['missing']} not transcribed: neither is ever quoted. "
+            "[EMAIL], [PHONE], [URL] and [CARD] stand where the text was redacted before it was stored.")
+
+
+def _negative_quotes(con) -> pd.DataFrame:
+    """Each question's most negative answers: among those labelled negative (labels.NEGATIVE_EMOTIONS)
+    and transcribed with words, the highest P(negative) (the sum of the four negative
+    emotions' probabilities, so an answer torn between sad and angry ranks above a hesitant
+    angry one), then the highest confidence; at most NEGATIVE_QUOTES_PER_QUESTION each."""
+    return con.execute(
+        "SELECT question, session_id, utterance_index, spoken_at, start_s, end_s, segment, age_band, gender, label, confidence, "
+        "negative_probability, text "
+        "FROM v_quotes WHERE survey_id = $s AND question IS NOT NULL AND is_negative AND NOT is_empty "
+        "QUALIFY row_number() OVER (PARTITION BY question ORDER BY negative_probability DESC NULLS LAST, confidence DESC, utterance_id) <= $k "
+        "ORDER BY question, negative_probability DESC NULLS LAST, confidence DESC, utterance_id",
+        {"s": con.survey, "k": NEGATIVE_QUOTES_PER_QUESTION}).df()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _chip(label: str) -> str:
+    return f'<span class="chip" style="background:{EMOTION_COLORS.get(label, "#666")}">{html.escape(label)}</span>'
+
+
+def _quote_block(r) -> str:
+    who = ", ".join(html.escape(str(v)) for v in (r.segment, r.age_band, r.gender) if v is not None and not pd.isna(v))
+    facts = [
+        _chip(r.label),
+        f"P(negative) {_percent(r.negative_probability)}" if not pd.isna(r.negative_probability) else None,
+        f"confidence {_percent(r.confidence)}",
+        who or None,
+        f"session {html.escape(str(r.session_id))} at {_clock(r.start_s)}, {pd.Timestamp(r.spoken_at):%d %b %Y}",
+    ]
+    return (f'<blockquote class="quote" style="border-left-color:{EMOTION_COLORS.get(r.label, "#999")}">'
+            f'<p>“{html.escape(r.text)}”</p><footer>{facts[0]} {" · ".join(f for f in facts[1:] if f)}</footer></blockquote>')
+
+
+def _negative_quotes_html(quotes: pd.DataFrame, questions: list[str]) -> str:
+    if not questions:
+        return '<p class="note none">No labelled utterance of this survey names the question it answers.</p>'
+    groups = []
+    for question in questions:
+        rows = quotes[quotes["question"] == question]
+        body = ("".join(_quote_block(r) for r in rows.itertuples(index=False)) if not rows.empty
+                else '<p class="note none">No negative answer to this question was transcribed.</p>')
+        groups.append(f'<div class="quote-group" data-question="{html.escape(question)}"><h3>{html.escape(question)}</h3>{body}</div>')
+    return f'<div class="quote-groups">{"".join(groups)}</div>'
+
+
+def _moments_table(moments: pd.DataFrame, quotes: bool) -> str:
+    """The most emotional moments; with ``quotes``, each one's words (or why there are none)."""
+    columns = ["rank", "session_id", "utterance", "question", "label", "confidence", "start_s", "end_s"]
+    head = "".join(f"<th>{c}</th>" for c in columns + (["what was said"] if quotes else []))
+    rows = []
+    for r in moments.itertuples(index=False):
+        cells = [f"<td>{_chip(v) if c == 'label' else html.escape('' if pd.isna(v) else f'{v:.3f}' if isinstance(v, float) else str(v))}</td>"
+                 for c, v in ((c, getattr(r, c)) for c in columns)]
+        if quotes:
+            if r.text is None or pd.isna(r.text):
+                cells.append('<td class="quote empty">not transcribed</td>')
+            elif r.empty_reason is not None and not pd.isna(r.empty_reason):
+                cells.append(f'<td class="quote empty">nothing to quote ({html.escape(str(r.empty_reason))})</td>')
+            else:
+                cells.append(f'<td class="quote">“{html.escape(r.text)}”</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="moments"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
 class _SurveyConnection:
     """The connection plus the survey id, so the chart helpers take one argument."""
 
@@ -396,11 +507,16 @@ def write_survey_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir:
             "sessions": _sessions_table(arc_rows),
         }
         arcs, n_arc_sessions = _session_arcs(arc_rows)
+        quotes = _has_transcripts(sc)
         moments = con.execute(
-            "SELECT rank, session_id, utterance_index AS utterance, question, label, confidence, start_s, end_s "
-            "FROM v_emotional_moments WHERE survey_id = $s AND rank <= 10 ORDER BY rank",
+            "SELECT m.rank, m.session_id, m.utterance_index AS utterance, m.question, m.label, m.confidence, m.start_s, m.end_s"
+            + (", t.text, t.empty_reason FROM v_emotional_moments m LEFT JOIN v_transcripts t USING (utterance_id)" if quotes
+               else " FROM v_emotional_moments m")
+            + " WHERE m.survey_id = $s AND m.rank <= 10 ORDER BY m.rank",
             {"s": survey_id},
         ).df()
+        coverage = _coverage(sc) if quotes else None
+        negative_quotes = _negative_quotes(sc) if quotes else None
         versions = con.execute(
             "SELECT model_version, created_at, promoted_at, count(p.utterance_id) AS predictions "
             "FROM model_versions m LEFT JOIN predictions p USING (model_version) GROUP BY ALL ORDER BY created_at"
@@ -456,6 +572,12 @@ def write_survey_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir:
                 with_table(charts["segments"] and _img(charts["segments"], "emotion share by segment"), tables["segments"])),
         section("Questions and topics", "Share of each emotion among the utterances answering each question (when the manifest names it).",
                 with_table(charts["questions"] and _img(charts["questions"], "emotion share by question"), tables["questions"])),
+        *([section("What was said: the most negative answers per question",
+                   f"For each question, the {NEGATIVE_QUOTES_PER_QUESTION} answers labelled negative ({negatives}) that the model "
+                   "found most negative: the highest P(negative), the sum of the negative emotions' probabilities, then the "
+                   "highest confidence. " + _coverage_note(coverage),
+                   _negative_quotes_html(negative_quotes, sorted(set(questions["question"]))))]
+          if quotes else []),
         section("Session arcs",
                 "Each dot is an utterance, coloured by its emotion, placed at the model's probability that it is negative; "
                 "the line is the running share of negative utterances, shaded by its 95% interval; below, each session's negative share."
@@ -463,7 +585,9 @@ def write_survey_report(con: duckdb.DuckDBPyConnection, survey_id: str, out_dir:
                 with_table(arcs and _img(arcs, "session arcs"), tables["sessions"])),
         section("Confidence", "How sure the model was; utterances left of the dashed line go to the review queue.",
                 charts["confidence"] and _img(charts["confidence"], "confidence distribution")),
-        section("Most emotional moments", "The clearest non-neutral utterances (for a clip reel).", _table(moments) if not moments.empty else None),
+        section("Most emotional moments",
+                "The clearest non-neutral utterances (for a clip reel)" + (", with what was said." if quotes else "."),
+                _moments_table(moments, quotes) if not moments.empty else None),
         section("Model versions", "Every version in the warehouse; the report uses the one named at the top.", _table(versions)),
         f"<p class=\"note\">Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by ser-pipeline. "
         "Participants appear only under keyed pseudonyms.</p>",
