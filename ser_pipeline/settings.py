@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # The speech encoder whose embeddings the model hears: a bundled one ("whisper-base",
     # "whisper-tiny.en") or the path of any CTranslate2 Whisper directory.
     encoder: str = "whisper-base"
+    # Transcripts: every labelled utterance written down by the encoder's Whisper model, redacted,
+    # into the warehouse. False for archives whose consent does not cover transcripts: then no
+    # text is written anywhere (warehouse, report, logs, artifacts).
+    transcribe: bool = True
 
     # Session context: the chance that a participant's emotion persists to their next
     # utterance (the sticky transition matrix of context.py in the nightly run).

@@ -51,6 +51,10 @@ def _isolated_settings(tmp_path, monkeypatch, encoder_home):
     monkeypatch.setenv("SER_FEATURE_STORE_URL", (tmp_path / "features").as_uri())
     monkeypatch.setenv("SER_REGISTRY_URL", (tmp_path / "registry").as_uri())
     monkeypatch.setenv("SER_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    # Transcripts cost a Whisper decode per utterance and most tests label generated sounds
+    # without words: they are written in the tests that are about them (test_transcripts*.py,
+    # which turn this back on), so the suite stays within its time.
+    monkeypatch.setenv("SER_TRANSCRIBE", "false")
     yield
 
 

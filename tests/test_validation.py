@@ -99,7 +99,8 @@ def test_a_manifest_of_only_the_required_columns_passes_and_optional_checks_are_
     minimal = frame[["session_id", "survey_id", "audio_file", "recorded_at", "participants"]]
     result = validate_manifest(minimal, url)
     assert result.success, result.summary()
-    assert result.skipped == ("expect_column_values_to_be_json_parseable(metadata): optional column metadata absent",)
+    assert result.skipped == ("expect_column_values_to_be_json_parseable(metadata): optional column metadata absent",
+                              "expect_column_values_to_match_regex(language): optional column language absent")
 
 
 def test_an_optional_column_keeps_its_value_checks_when_present(survey):
@@ -107,9 +108,13 @@ def test_an_optional_column_keeps_its_value_checks_when_present(survey):
     bad = frame.copy()
     bad.loc[1, "metadata"] = "{not json"
     bad.loc[2, "metadata"] = None  # blank is fine
+    bad["language"] = "en"
+    bad.loc[2, "language"] = None  # blank: detected
     result = validate_manifest(bad, url)
     assert _failed(result, "expect_column_values_to_be_json_parseable", "metadata") and len(result.failed) == 1
     assert not result.skipped
+    bad.loc[1, "language"] = "English"
+    assert _failed(validate_manifest(bad, url), "expect_column_values_to_match_regex", "language")
     assert validate_manifest(frame.drop(columns=["moderator", "market", "location"]), url).success
 
 

@@ -56,10 +56,10 @@ def test_existing_warehouse_upgrades_in_place(tmp_path, settings):
 
     con = warehouse.connect(path, settings=settings)
     assert warehouse.schema_version(con) == 1
-    assert warehouse.migrate(con) == [2, 3]
+    assert warehouse.migrate(con) == [2, 3, 4]
     assert con.execute("SELECT model_version, promoted_at FROM model_versions").fetchall() == [("old-model", None)]
     assert warehouse.current_model(con) == ("old-model", "latest")
-    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [1, 2, 3]
+    assert [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == [1, 2, 3, 4]
 
 
 # --------------------------------------------------------------------------------------------

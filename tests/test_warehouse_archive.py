@@ -94,8 +94,21 @@ def test_generated_archive_loads_idempotently_and_views_match_truth(tmp_path, se
     current = warehouse.run_query(path, "SELECT model_version, chosen_by FROM v_current_model", settings=settings)
     assert current.iloc[0].tolist() == ["noisy-v2", "promoted"]
 
+    # Transcripts as the nightly run would write them: a script line per utterance, a price
+    # complaint wherever the label is negative (so the negative words have something to find).
+    from ser_pipeline.synthetic.spoken import SCRIPT
+
+    negative = v2["label"].isin(NEGATIVE_EMOTIONS).to_numpy()
+    texts = [SCRIPT[0] if neg else SCRIPT[1 + i % (len(SCRIPT) - 1)] for i, neg in enumerate(negative)]
+    transcripts = pd.DataFrame({"utterance_id": v2["utterance_id"], "model": "whisper-base@test", "text": texts,
+                                "language": "en", "language_source": "manifest"})
+    with warehouse.writing(path, settings=settings) as con:
+        assert warehouse.load_transcripts(con, transcripts).inserted == len(utts)
+        assert warehouse.load_transcripts(con, transcripts).inserted == 0
+
     # Every analysts' query answers on the generated archive too (exact answers: tests/test_queries.py).
-    params = {"survey": "SV01", "session": "SV01-S01", "old_version": "oracle-v1", "new_version": "noisy-v2"}
+    params = {"survey": "SV01", "session": "SV01-S01", "old_version": "oracle-v1", "new_version": "noisy-v2",
+              "pattern": "price"}
     for name, query in warehouse.named_queries().items():
         frame = warehouse.run_named_query(path, name, {k: v for k, v in params.items() if k in dict(query.params)}, settings=settings)
         assert not frame.empty, name

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option("champion", help='Registry version to label with, or "champion".'),
         batch_size: Optional[int] = typer.Option(None, min=1, help="Utterances per warehouse transaction (default SER_BATCH_SIZE)."),
         report: Optional[str] = typer.Option(None, help="Also write the markdown report to this file."),
+        transcribe: Optional[bool] = typer.Option(None, "--transcribe/--no-transcribe", help="Write down what each utterance says, redacted, beside its label (default SER_TRANSCRIBE, on); off: no text anywhere."),
         as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     ) -> None:
         """Label new utterances of the archive and load the warehouse (what the nightly flow runs).
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             with bar:
-                result = run_nightly(archive_url, warehouse, model, batch_size, settings=settings_from(), step=step)
+                result = run_nightly(archive_url, warehouse, model, batch_size, settings=settings_from(transcribe=transcribe), step=step)
         except Exception as exc:  # noqa: BLE001 - the CLI reports any failure as exit 1
             fail(f"{type(exc).__name__}: {exc}")
         markdown = nightly_markdown(result)

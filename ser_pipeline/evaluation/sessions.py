@@ -38,7 +38,7 @@ __all__ = ["SESSION_TRUTH_COLUMNS", "SessionArchive", "assemble_session_archive"
 
 SESSION_TRUTH_COLUMNS = (
     "survey_id", "session_id", "turn_index", "participant_id", "speaker", "gender", "corpus",
-    "utterance_id", "source_path", "emotion", "condition", "start_s", "end_s",
+    "utterance_id", "source_path", "emotion", "condition", "start_s", "end_s", "text",
 )  # fmt: skip
 _TURNS = ("rttm", "csv")
 _P = [f"p_{e}" for e in EMOTIONS]
@@ -160,7 +160,7 @@ def assemble_session_archive(
             truth.append({"survey_id": survey_id, "session_id": session_id, "turn_index": turn, "participant_id": pid[c.speaker],
                           "speaker": c.speaker, "gender": c.gender, "corpus": c.corpus, "utterance_id": c.utterance_id,
                           "source_path": c.path, "emotion": c.emotion, "condition": condition,
-                          "start_s": round(cursor / sample_rate, 3), "end_s": round((cursor + len(samples)) / sample_rate, 3)})
+                          "start_s": round(cursor / sample_rate, 3), "end_s": round((cursor + len(samples)) / sample_rate, 3), "text": c.sentence})
             cursor += len(samples)
         write_bytes_atomic(join(survey_url, f"{session_id}.wav"), _encode(np.clip(recording, -1.0, 1.0), sample_rate, "wav"), settings)
         rows = [t for t in truth if t["session_id"] == session_id]
@@ -301,7 +301,8 @@ def evaluate_sessions(
     defaults to ``settings.sample_rate``). Returns :func:`score_warehouse`'s dict plus
     ``condition``, ``seed``, ``run_status``, ``error`` (the run's, or None), ``utterances_labelled``, ``quarantined``,
     ``elapsed_s`` (the whole call), ``stage_seconds`` (the nightly run's), ``archive_url``,
-    ``warehouse_path`` and ``run`` (the nightly report's summary).
+    ``warehouse_path`` and ``run`` (the nightly report's summary), and with transcription on
+    ``transcripts`` (:func:`.transcripts.score_transcripts`: coverage and WER).
     """
     from ser_pipeline.runs.nightly import run_nightly
 
@@ -317,6 +318,10 @@ def evaluate_sessions(
     archive = assemble_session_archive(clips, run.archive_url, condition=condition, seed=seed, settings=run, **assemble_kwargs)
     report = run_nightly(model=model, settings=run)
     scores = score_warehouse(warehouse_path, archive.truth, model_version=report.model_version, settings=run)
+    if report.transcribe:
+        from ser_pipeline.evaluation.transcripts import score_transcripts
+
+        scores["transcripts"] = score_transcripts(warehouse_path, archive.truth, settings=run)
     return {
         **scores, "condition": condition, "seed": seed, "run_status": report.status, "error": report.error,
         "utterances_labelled": report.predictions_loaded, "quarantined": len(report.quarantined),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -165,7 +165,27 @@ def label_extracted_batch(settings: Settings, features: BatchFeatures, model_or_
     checked = validate_batch_predictions(with_context)
     timings["validate"] += clock.elapsed
     validations.append((target, checked))
-    return LabelledBatch(batch, with_context, tuple(validations), quarantined, timings)
+    transcripts = None
+    if checked.success and settings.transcribe:
+        transcripts = transcribe_labelled(settings, batch, with_context.frame["utterance_id"])
+        timings.update({f"transcribe: {stage}": s for stage, s in transcripts.timings.items()})
+    return LabelledBatch(batch, with_context, tuple(validations), quarantined, timings, transcripts)
+
+
+def transcription_model(settings: Settings) -> str:
+    """``transcripts.model`` of the transcripts this run writes (``name@sha256[:12]``), the
+    encoder's weights assembled and checked now, before any batch."""
+    from ser_pipeline.transcripts.whisper import transcriber_for
+
+    return transcriber_for(settings.encoder, settings.home).model_id
+
+
+def transcribe_labelled(settings: Settings, batch: Batch, utterance_ids: Iterable[str]) -> Any:
+    """The transcripts of the batch's labelled utterances, by ``settings.encoder``'s Whisper model."""
+    from ser_pipeline.transcripts.batch import transcribe_batch
+    from ser_pipeline.transcripts.whisper import transcriber_for
+
+    return transcribe_batch(settings, batch, transcriber_for(settings.encoder, settings.home), utterance_ids)
 
 
 # label_batches(settings, batches, model_or_version) -> the LabelledBatch of each batch, in any order.

@@ -42,17 +42,20 @@ def recording_hash(url: str, settings: Settings, attempts: int = 4, first_delay_
     raise AssertionError("unreachable")
 
 
-def _labelled_ids(settings: Settings, model_version: str, session_ids: Sequence[str]) -> set[str]:
-    """Utterance ids of these sessions that already have this model's prediction."""
+def _labelled_ids(settings: Settings, model_version: str, session_ids: Sequence[str], transcriber: str | None = None) -> set[str]:
+    """Utterance ids of these sessions that already have this model's prediction (and, when
+    ``transcriber`` names a transcription model, its transcript too)."""
     from ser_pipeline import warehouse
 
     if not session_ids or not settings.warehouse_path.exists():
         return set()
+    transcribed = (" AND p.utterance_id IN (SELECT utterance_id FROM transcripts WHERE model = $transcriber)"
+                   if transcriber else "")
     frame = warehouse.run_query(
         settings.warehouse_path,
         "SELECT p.utterance_id FROM predictions p JOIN utterances u USING (utterance_id) "
-        "WHERE p.model_version = $version AND u.session_id IN (SELECT unnest($sessions))",
-        {"version": model_version, "sessions": list(session_ids)},
+        "WHERE p.model_version = $version AND u.session_id IN (SELECT unnest($sessions))" + transcribed,
+        {"version": model_version, "sessions": list(session_ids), **({"transcriber": transcriber} if transcriber else {})},
         settings=settings,
     )
     return set(frame["utterance_id"])
@@ -136,13 +139,16 @@ def _hash_and_segment(session: Any, settings: Settings, vad: VadConfig) -> tuple
     return digest, utterances, defect
 
 
-def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None) -> Plan:
+def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: VadConfig | None = None,
+         transcriber: str | None = None) -> Plan:
     """Hash and segment every session recording; batch the utterances not yet labelled by
-    ``model_version`` (whole sessions per batch, at most ``settings.batch_size`` utterances; longer sessions in parts)."""
+    ``model_version`` (or, when ``transcriber`` names the transcription model, not yet
+    transcribed by it: those are labelled again, which adds no prediction twice), whole
+    sessions per batch, at most ``settings.batch_size`` utterances; longer sessions in parts."""
     clock = Stopwatch()
     vad = vad or VadConfig()
     sessions = [(survey, s) for survey in surveys for s in survey.sessions]
-    done = _labelled_ids(settings, model_version, [s.session_id for _, s in sessions])
+    done = _labelled_ids(settings, model_version, [s.session_id for _, s in sessions], transcriber)
     quarantined: list[Quarantined] = []
     warnings: list[RecordingWarning] = []
     pending_by_session: list[list[PlannedUtterance]] = []
@@ -159,7 +165,7 @@ def plan(settings: Settings, surveys: Sequence[Any], model_version: str, vad: Va
             continue
         planned = [
             PlannedUtterance(u.utterance_id(digest), survey.survey_id, session.session_id, u.participant_id,
-                             u.start_s, u.end_s, u.question, session.audio_url)
+                             u.start_s, u.end_s, u.question, session.audio_url, session.language)
             for u in utterances
         ]
         total += len(planned)

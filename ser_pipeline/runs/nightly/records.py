@@ -71,6 +71,7 @@ class PlannedUtterance:
     end_s: float
     question: str | None
     source_uri: str
+    language: str | None = None  # the manifest's, for transcripts; None: detected
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class BatchLoad:
     predictions_inserted: int
     quarantined: int
     elapsed_s: float = 0.0
+    transcripts_inserted: int = 0
 
 
 @dataclass
@@ -155,6 +157,9 @@ class NightlyReport:
     abandoned_runs: list[str] = field(default_factory=list)  # earlier runs found dead at the start
     temp_files_removed: int = 0
     warnings: list[RecordingWarning] = field(default_factory=list)  # labelled with a caveat
+    transcribe: bool = False  # SER_TRANSCRIBE: the run writes transcripts
+    transcripts_loaded: int = 0
+    transcripts_empty: Counter = field(default_factory=Counter)  # reason -> utterances stored empty (new rows)
 
     @property
     def failed(self) -> bool:
@@ -207,6 +212,9 @@ class NightlyReport:
         self.predictions_loaded += loaded.predictions_inserted
         if loaded.predictions_inserted and labelled.predictions is not None:
             self.emotion_counts.update(labelled.predictions.frame["label"])
+        self.transcripts_loaded += loaded.transcripts_inserted
+        if loaded.transcripts_inserted and labelled.transcripts is not None:
+            self.transcripts_empty.update(labelled.transcripts.empty_reasons())
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -227,6 +235,8 @@ class NightlyReport:
             "abandoned_runs": len(self.abandoned_runs),
             "temp_files_removed": self.temp_files_removed,
             "emotions": dict(self.emotion_counts),
+            **({"transcripts_loaded": self.transcripts_loaded, "transcripts_empty": dict(self.transcripts_empty)}
+               if self.transcribe else {}),
         }
 
 
@@ -252,6 +262,7 @@ class LabelledBatch:
     validations: tuple[tuple[str, ValidationResult], ...]
     quarantined: tuple[Quarantined, ...]
     timings: dict[str, float]
+    transcripts: Any = None  # transcripts.batch.BatchTranscripts; None when SER_TRANSCRIBE is off or nothing was labelled
 
     @property
     def loadable(self) -> bool:

@@ -36,6 +36,16 @@ def nightly_markdown(report: NightlyReport) -> str:
                   if report.emotion_counts.get(e, 0)]
     else:
         lines.append("No new predictions.")
+    lines += ["", "## Transcripts", ""]
+    if not report.transcribe:
+        lines.append("Transcription is off (`SER_TRANSCRIBE=false`): no text was written.")
+    else:
+        empty = sum(report.transcripts_empty.values())
+        lines.append(f"{report.transcripts_loaded} new transcripts, {report.transcripts_loaded - empty} with words, "
+                     f"{empty} stored empty" + (":" if empty else "."))
+        if empty:
+            lines += ["", "| why empty | utterances |", "|---|---:|"]
+            lines += [f"| {_md_escape(reason)} | {n} |" for reason, n in report.transcripts_empty.most_common()]
     failed = [(t, r) for t, r in report.validations if not r.success]
     lines += ["", "## Validation", "", f"{len(report.validations)} suite runs, {len(failed)} failed."]
     for target, result in failed:

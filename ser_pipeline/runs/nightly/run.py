@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ser_pipeline.errors import SerError
 from ser_pipeline.runs.nightly.discovery import discover
-from ser_pipeline.runs.nightly.labelling import LabelBatches, label_batches_in_order, load_trained_model
+from ser_pipeline.runs.nightly.labelling import LabelBatches, label_batches_in_order, load_trained_model, transcription_model
 from ser_pipeline.runs.nightly.planning import plan
 from ser_pipeline.runs.nightly.records import NightlyReport, Stopwatch
 from ser_pipeline.runs.nightly.warehouse_steps import (
@@ -66,14 +66,16 @@ def run_nightly(
         trained = step(load_trained_model)(settings, model)
         report.model_version = str(trained.version)
         report.add_time("load model", clock.elapsed)
-        planned = step(plan)(settings, found.surveys, report.model_version)
+        report.transcribe = settings.transcribe
+        transcriber = step(transcription_model)(settings) if settings.transcribe else None
+        planned = step(plan)(settings, found.surveys, report.model_version, transcriber=transcriber)
         report.add_plan(planned)
         # In this process the loaded model is handed over; a task runner gets its version.
         model_or_version = trained if label_batches is None else report.model_version
         for labelled in (label_batches or label_batches_in_order)(settings, planned.batches, model_or_version):
             report.add_labelled(labelled)
             if labelled.loadable:
-                loaded = step(load_batch)(settings, labelled.batch, labelled.predictions, report.run_id)
+                loaded = step(load_batch)(settings, labelled.batch, labelled.predictions, report.run_id, labelled.transcripts)
                 report.add_load(loaded, labelled)
     except SerError as exc:  # expected failures (no champion, warehouse busy, spec mismatch): recorded, run fails
         report.error = f"{type(exc).__name__}: {exc}"

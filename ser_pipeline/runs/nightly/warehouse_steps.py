@@ -89,9 +89,11 @@ def load_surveys(settings: Settings, surveys: Sequence[Any]) -> int:
     return inserted
 
 
-def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, run_id: str) -> BatchLoad:
-    """Load the batch's utterances, then their predictions (each loader one transaction,
-    keyed, so a repeat inserts nothing twice). Only utterances that have a prediction are loaded."""
+def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, run_id: str,
+               transcripts: Any = None) -> BatchLoad:
+    """Load the batch's utterances, then their predictions and transcripts (a
+    ``transcripts.batch.BatchTranscripts`` or None; each loader one transaction, keyed, so a
+    repeat inserts nothing twice). Only utterances that have a prediction are loaded."""
     from ser_pipeline import warehouse
 
     clock = Stopwatch()
@@ -106,8 +108,12 @@ def load_batch(settings: Settings, batch: Batch, predictions: BatchPredictions, 
     with _writing(settings) as con:
         loaded_u = warehouse.load_utterances(con, utterances, key=key)
         loaded_p = warehouse.load_predictions(con, predictions.frame, run_id=run_id)
+        loaded_t = warehouse.load_transcripts(con, transcripts.frame[transcripts.frame["utterance_id"].isin(predicted)],
+                                              run_id=run_id) if transcripts is not None else None
         warehouse.heartbeat(con, run_id)
-    return BatchLoad(batch.index, loaded_u.inserted, loaded_p.inserted, loaded_u.quarantined + loaded_p.quarantined, clock.elapsed)
+    return BatchLoad(batch.index, loaded_u.inserted, loaded_p.inserted,
+                     loaded_u.quarantined + loaded_p.quarantined + (loaded_t.quarantined if loaded_t else 0), clock.elapsed,
+                     loaded_t.inserted if loaded_t else 0)
 
 
 def finish(settings: Settings, report: NightlyReport) -> None:
