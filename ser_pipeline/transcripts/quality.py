@@ -17,6 +17,10 @@ from ser_pipeline.transcripts.whisper import Heard
 
 NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
+SURE_NO_SPEECH_PROB = 0.9
+"""Past this no-speech probability a merely middling log-probability (below -0.5) is not speech
+either: Whisper's "you" over three seconds of digital silence scores -0.98, just inside its own
+-1.0 rule."""
 MAX_COMPRESSION_RATIO = 2.4
 REPEATS = 4
 """A phrase said this many times in a row is taken for Whisper looping, not for the speaker
@@ -33,7 +37,8 @@ def compression_ratio(text: str) -> float:
 
 def empty_reason(heard: Heard) -> str | None:
     """Why ``heard`` must not be stored as text, or None when it can."""
-    if heard.no_speech_prob > NO_SPEECH_PROB and heard.avg_logprob < LOW_LOGPROB:
+    if (heard.no_speech_prob > NO_SPEECH_PROB and heard.avg_logprob < LOW_LOGPROB) or (
+            heard.no_speech_prob > SURE_NO_SPEECH_PROB and heard.avg_logprob < LOW_LOGPROB / 2):
         return (f"no speech (no-speech probability {heard.no_speech_prob:.2f}, "
                 f"mean log-probability {heard.avg_logprob:.2f})")
     if not re.search(r"\w", heard.text):

@@ -92,10 +92,10 @@ class Heard:
 
 @lru_cache(maxsize=4)
 def _multilingual(path: str) -> bool:
-    import json
-
-    config = json.loads((Path(path) / "config.json").read_text())
-    return bool(config.get("lang_ids"))
+    """Whisper's own rule: a multilingual model's vocabulary has at least 51 865 tokens
+    (English-only: 51 864), one more than GPT-2's, which puts its end-of-text at 50 257 rather
+    than 50 256. The converted ``config.json`` cannot tell: tiny.en's lists language ids too."""
+    return _hf_tokenizer(path).token_to_id("<|endoftext|>") == 50_257
 
 
 @lru_cache(maxsize=4)
