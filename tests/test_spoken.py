@@ -3,6 +3,10 @@ signal, and the corpus and archive that speak them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,3 +134,60 @@ def test_whisper_hears_the_words(encoder_home):
         segments, _ = model.transcribe(clip, language="en", beam_size=1)
         heard = " ".join(s.text for s in segments).strip().lower().strip(".!?")
         assert heard == LINE
+
+
+def test_espeak_never_runs_in_the_calling_process():
+    """Regression: libespeak-ng was loaded and dlclose'd in the caller for every utterance, and a
+    full-suite process (threads, TensorFlow, torch, CTranslate2, numba) died of a segmentation
+    fault in these tests. Now a helper's forked children run it: the caller, with threads of its
+    own, never loads it (an audit hook sees every ctypes.dlopen) and its samples do not depend on
+    what was spoken before or on which thread asked."""
+    script = textwrap.dedent(
+        """
+        import sys, threading
+        loaded = []
+        sys.addaudithook(lambda event, args: event == "ctypes.dlopen" and loaded.append(str(args[0])))
+        import numpy as np
+        from ser_pipeline.synthetic import make_voice
+        from ser_pipeline.synthetic.spoken import speak
+
+        voices = [make_voice(f"s{k}", ("male", "female")[k % 2], np.random.default_rng(k)) for k in range(4)]
+        def say(k):
+            return speak(("angry", "sad", "happy", "fearful")[k % 4], voices[k % 4], np.random.default_rng(k), 16_000)
+        serial = [say(k).samples for k in range(8)]
+        threaded = [None] * 8
+        def worker(first):
+            for k in range(first, 8, 4):
+                threaded[k] = say(k).samples
+        threads = [threading.Thread(target=worker, args=(first,)) for first in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(np.array_equal(a, b) for a, b in zip(serial, threaded)), "threads changed the samples"
+        assert not [name for name in loaded if "espeak" in name], loaded
+        assert "espeak" not in open("/proc/self/maps").read()
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_a_dead_helper_is_reported_and_replaced(monkeypatch, tmp_path):
+    """The helper dying mid-utterance raises naming the speaker and the words; the next call
+    starts a new helper."""
+    from ser_pipeline.synthetic import spoken
+
+    dies = tmp_path / "dies.py"
+    dies.write_text("import os, struct, sys\n"
+                    "os.write(1, b'O' + struct.pack('<Q', 0))\n"
+                    "sys.stdin.buffer.read(8)\n"
+                    "os._exit(3)\n")
+    expected = speak("neutral", _voice(), np.random.default_rng(2), text=LINE).samples
+    spoken._shutdown()
+    monkeypatch.setattr(spoken, "_HELPER_SCRIPT", dies)
+    with pytest.raises(RuntimeError, match=r"speaker 'v1'.*neutral.*the price is too high for what it does.*died"):
+        speak("neutral", _voice(), np.random.default_rng(2), text=LINE)
+    monkeypatch.undo()
+    assert np.array_equal(speak("neutral", _voice(), np.random.default_rng(2), text=LINE).samples, expected)

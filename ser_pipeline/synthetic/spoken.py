@@ -19,22 +19,42 @@ samples at 22.05 kHz, the sentence given as SSML (a pitch, rate and emphasis per
 between words). Each utterance gets its own voice file: the accent's language file, the
 speaker's espeak variant with its formants scaled by the speaker's vocal tract and the
 emotion's formant shift, then the emotion's pitch span, breath, flutter, roughness, consonant
-level and spectral tilt (:func:`voice_file_text`). libespeak-ng keeps synthesis state (filters,
-pitch, its noise generator) in globals that ``espeak_Terminate`` does not reset, so the library
-is loaded afresh for each utterance and unloaded after it (a few milliseconds), with the noise
-seed drawn from the caller's generator: the same call gives the same samples whatever was
-spoken before. (That relies on nothing else in the process holding libespeak-ng loaded.) A lock
-serialises the calls, the library being one global state.
+level and spectral tilt (:func:`voice_file_text`).
+
+Where espeak-ng runs: never in the calling process. libespeak-ng keeps synthesis state (filters,
+pitch, its noise generator) in globals that ``espeak_Terminate`` does not reset, so a library
+kept loaded would give different samples for the same call depending on what was spoken
+before. This module used to load the library afresh for each utterance and unload it with
+``dlclose``; the full test suite then died of a segmentation fault inside these tests (which
+pass alone) in a process holding TensorFlow, torch, CTranslate2, numba's LLVM and Prefect's
+worker threads. Unloading native code from such a process is unsafe in general, and each load
+also ran everything else the library does to its host in the caller: ``setlocale`` on every
+initialisation (not thread-safe), its allocations and any memory error of its own. So a small
+helper process is started on first use (``_espeak_helper.py`` run by the same Python with
+``-I -S``: standard library only, single-threaded); it loads and initialises libespeak-ng once
+and, for each utterance, forks a child that sets up the voice, synthesises, writes the int16
+samples back through a pipe and exits. Every child starts from the same library state, the one
+just after ``espeak_Initialize`` (the samples are bit-identical to the old load-per-utterance
+ones), with the noise seed drawn from the caller's generator: the same call gives the same
+samples whatever was spoken before, nothing is ever unloaded, and a crash in espeak kills only
+the child. Forking a single-threaded process is safe; the round trip adds a few milliseconds an
+utterance. A lock serialises the calls from the caller's threads (Dask's included); a process
+forked from the caller starts its own helper. If the helper or its child dies, the call raises
+naming the speaker, emotion and words, and the next call starts a new helper. The helper is
+shut down at exit, and exits by itself when the caller's end of its stdin closes.
 """
 
 from __future__ import annotations
 
-import _ctypes
-import ctypes
+import atexit
+import json
 import math
 import os
 import re
-import tempfile
+import signal
+import struct
+import subprocess
+import sys
 import threading
 import zlib
 from dataclasses import dataclass
@@ -123,20 +143,9 @@ _DROPPED_KEYS = frozenset({"name", "language", "gender", "pitch", "formant", "ma
 _TONE_HZ = (600, 1200, 2000, 3000)
 _TONE_DEFAULT = (170, 135, 110, 110)
 
-_RATE, _VOLUME, _PITCH, _RANGE, _WORDGAP = 1, 2, 3, 4, 7
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_CHARS_UTF8, _SSML = 1, 0x10
-_INITIALIZE_DONT_EXIT = 0x8000
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_HELPER_SCRIPT = Path(__file__).with_name("_espeak_helper.py")
+_LENGTH = struct.Struct("<Q")
 _LOCK = threading.Lock()
-_chunks: list[np.ndarray] = []
-
-
-@_SYNTH_CALLBACK
-def _collect(wav, n, _events):
-    if wav and n > 0:
-        _chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
-    return 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -346,47 +355,143 @@ def voice_file_text(voice: Voice, d: Delivery) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _unload(handle: int) -> None:
-    (getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary)(handle)
+class _Helper:
+    """The caller's end of one ``_espeak_helper.py`` process (see the module docstring)."""
+
+    def __init__(self) -> None:
+        library, data = _espeak_paths()
+        command = [sys.executable, "-I", "-S", str(_HELPER_SCRIPT), library, data]
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as err:
+            raise RuntimeError(f"could not start the espeak-ng helper {command[:4]}: {err}") from err
+        self.pid = os.getpid()
+        try:
+            status, payload = self._reply()
+        except BaseException:
+            self.close(timeout_s=0.0)
+            raise
+        if status != b"O":
+            self.close(timeout_s=0.0)
+            raise RuntimeError(f"the espeak-ng helper failed to start: {payload.decode(errors='replace')}")
+
+    def _reply(self) -> tuple[bytes, bytes]:
+        head = self.process.stdout.read(1 + _LENGTH.size)
+        if len(head) == 1 + _LENGTH.size:
+            n = _LENGTH.unpack(head[1:])[0]
+            payload = self.process.stdout.read(n)
+            if len(payload) == n:
+                return head[:1], payload
+        self.close(timeout_s=1.0)
+        raise _HelperDied(f"the espeak-ng helper process (pid {self.process.pid}) died "
+                          f"({_exit_description(self.process.returncode)})")
+
+    def ask(self, request: dict) -> tuple[bytes, bytes]:
+        body = json.dumps(request).encode()
+        try:
+            self.process.stdin.write(_LENGTH.pack(len(body)) + body)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as err:
+            self.close(timeout_s=1.0)
+            raise _HelperDied(f"the espeak-ng helper process (pid {self.process.pid}) died "
+                              f"({_exit_description(self.process.returncode)})") from err
+        return self._reply()
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.process.poll() is None
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Close its stdin (it exits at the end of its loop), wait, kill it if it lingers."""
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class _HelperDied(RuntimeError):
+    pass
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "still running, killed"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+_helper: _Helper | None = None
+
+
+def _shutdown() -> None:
+    """At exit: stop this process's helper."""
+    global _helper
+    helper, _helper = _helper, None
+    if helper is not None and helper.pid == os.getpid():
+        helper.close()
+
+
+def _forget_helper_after_fork() -> None:
+    """In a child forked from the caller: the parent's helper and lock are the parent's. Close
+    this copy of the helper's pipes (so the helper still sees its stdin close when the parent
+    exits; the file objects are kept, never to close those descriptor numbers again) and start
+    afresh on first use."""
+    global _helper, _LOCK
+    helper, _helper = _helper, None
+    _LOCK = threading.Lock()
+    if helper is not None:
+        _orphans.append(helper)
+        for stream in (helper.process.stdin, helper.process.stdout):
+            try:
+                os.close(stream.fileno())
+            except (OSError, ValueError):
+                pass
+
+
+_orphans: list[_Helper] = []
+atexit.register(_shutdown)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper_after_fork)
+
+
+def _said(markup: str) -> str:
+    """The words of an SSML ``markup``, for error messages."""
+    return " ".join(re.sub(r"<[^>]*>", " ", markup).split())
 
 
 def synthesize(markup: str, voice_text: str, rate_wpm: int, wordgap: int, volume: int, seed: int) -> np.ndarray:
     """espeak-ng's int16 samples ``(n,)`` at 22.05 kHz for SSML ``markup`` in the voice file
-    ``voice_text``, from a freshly loaded library whose noise generator starts at ``seed``."""
-    library, data = _espeak_paths()
-    with _LOCK, tempfile.TemporaryDirectory(prefix="ser-espeak-") as tmp:
-        voice_path = os.path.join(tmp, "voice")
-        Path(voice_path).write_text(voice_text)
-        lib = ctypes.CDLL(library)
+    ``voice_text``, from the library's state just after initialisation with its noise generator
+    started at ``seed`` (in a child of the helper process; see the module docstring)."""
+    global _helper
+    request = {"markup": markup, "voice": voice_text, "rate": int(rate_wpm), "wordgap": int(wordgap),
+               "volume": int(volume), "seed": int(seed)}
+    with _LOCK:
+        if _helper is None or not _helper.alive():
+            _helper = _Helper()
+        helper = _helper
         try:
-            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-            lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-                                         ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
-            lib.espeak_SetVoiceByFile.argtypes = [ctypes.c_char_p]
-            lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-            rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), _INITIALIZE_DONT_EXIT)
-            if rate != ESPEAK_SAMPLE_RATE:
-                raise RuntimeError(f"espeak-ng failed to initialise from {data} (returned {rate})")
-            try:
-                lib.espeak_SetSynthCallback(_collect)
-                if lib.espeak_SetVoiceByFile(voice_path.encode()) != 0:
-                    raise RuntimeError(f"espeak-ng rejected the voice file:\n{voice_text}")
-                lib.espeak_ng_SetRandSeed(seed)
-                for parameter, value in ((_RATE, rate_wpm), (_WORDGAP, wordgap), (_VOLUME, volume),
-                                         (_PITCH, 50), (_RANGE, 50)):
-                    lib.espeak_SetParameter(parameter, value, 0)
-                _chunks.clear()
-                encoded = markup.encode()
-                status = lib.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, _CHARS_UTF8 | _SSML, None, None)
-                if status != 0:
-                    raise RuntimeError(f"espeak_Synth failed with status {status}")
-                samples = np.concatenate(_chunks) if _chunks else np.zeros(0, np.int16)
-                _chunks.clear()
-            finally:
-                lib.espeak_Terminate()
-        finally:
-            _unload(lib._handle)
-    return samples
+            status, payload = helper.ask(request)
+        except _HelperDied as err:
+            _helper = None
+            raise RuntimeError(f"espeak-ng could not say {_said(markup)!r}: {err}") from None
+        except BaseException:
+            # Interrupted half-way (KeyboardInterrupt, ...): the pipe is out of step, start afresh.
+            _helper = None
+            helper.close(timeout_s=0.0)
+            raise
+    if status != b"O":
+        raise RuntimeError(f"espeak-ng could not say {_said(markup)!r}: {payload.decode(errors='replace')}")
+    return np.frombuffer(payload, dtype=np.int16).copy()
 
 
 def _active(x: np.ndarray, sample_rate: int, floor_db: float = -35.0) -> np.ndarray:
@@ -425,7 +530,12 @@ def speak(
     d = delivery(_vary(PROSODY[emotion], rng), voice, emotion)
     volume = int(round(np.clip(100 * 10 ** ((d.level_db + 26.0) / 40), 50, 200)))
     seed = int(rng.integers(1, 2**31 - 1))
-    raw = synthesize(ssml(words, emotion, d, rng), voice_file_text(voice, d), d.rate_wpm, d.wordgap, volume, seed)
+    try:
+        raw = synthesize(ssml(words, emotion, d, rng), voice_file_text(voice, d), d.rate_wpm, d.wordgap, volume, seed)
+    except RuntimeError as err:
+        accent, variant = timbre(voice)
+        raise RuntimeError(f"speaker {voice.speaker!r} ({voice.gender}, {accent}, variant {variant}), "
+                           f"{emotion}: {err}") from err
     x = raw.astype(np.float64) / 32768.0
     active = np.flatnonzero(_active(x, ESPEAK_SAMPLE_RATE))
     x = x[active[0] : active[-1] + 1] if len(active) else x
