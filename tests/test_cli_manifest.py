@@ -124,7 +124,7 @@ def test_dry_run_prints_both_files_and_writes_nothing(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["a.wav", "b.wav"]
     out = result.stdout
     assert f"# {folder}/manifest.csv\nsession_id,survey_id,audio_file,recorded_at," in out
-    assert "a,SV07,a.wav,2026-03-02T09:30:00+00:00,,,,a-p1;a-p2,\n" in out
+    assert "a,SV07,a.wav,2026-03-02T09:30:00+00:00,,,,,a-p1;a-p2,\n" in out
     assert f"# {folder}/participants.csv\nparticipant_id,age_band,gender,market,segment\na-p1,,,,\na-p2,,,,\nb-p1,,,,\nb-p2,,,,\n" in out
 
 

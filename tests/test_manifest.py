@@ -273,3 +273,15 @@ def test_a_minimal_manifest_and_an_init_skeleton_label_through_the_nightly_run(t
     finally:
         con.close()
     assert labelled == [("Gruppe_1",), ("m1",)]
+
+
+def test_a_session_s_language_is_a_two_letter_code_or_blank(tmp_path):
+    header = HEADER.replace("location,", "location,language,")
+    row = "a,S9,a.wav,2026-03-02T10:00:00+01:00,m,DE,Berlin,{language},p1;p2,\n"
+    german = read_survey(_folder(tmp_path / "de", header + row.format(language="DE")).as_uri())
+    assert german.sessions[0].language == "de"
+    blank = read_survey(_folder(tmp_path / "blank", header + row.format(language="")).as_uri())
+    assert blank.sessions[0].language is None
+    assert read_survey(_folder(tmp_path / "none", _row()).as_uri()).sessions[0].language is None
+    with pytest.raises(ManifestError, match="language 'German' is not a two-letter ISO 639-1 code"):
+        read_survey(_folder(tmp_path / "bad", header + row.format(language="German")).as_uri())
