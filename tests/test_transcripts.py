@@ -28,10 +28,14 @@ def _model(transcriber: Transcriber):
 
 
 def test_text_is_cut_where_it_starts_over():
-    assert cut_restart([5, 6, 7, 8, 9, 5, 6, 7, 8], capped=True) == ([5, 6, 7, 8, 9], True)
-    assert cut_restart([5, 6, 7, 8, 9, 5], capped=True) == ([5, 6, 7, 8, 9], True)  # the cap left one token of the repeat
-    assert cut_restart([5, 6, 7, 8, 9, 5], capped=False) == ([5, 6, 7, 8, 9, 5], False)  # it ended: a last word is a word
-    assert cut_restart([5, 6, 5, 6, 8], capped=False) == ([5, 6, 5, 6, 8], False)
+    assert cut_restart("Kids are talking by the door. Kids are talking by", capped=True) == ("Kids are talking by the door.", True)
+    assert cut_restart("Kids are talking by the door. Kids", capped=True) == ("Kids are talking by the door.", True)
+    # it ended by itself: a last word that happens to be the first is a word
+    assert cut_restart("Kids are talking by the door. Kids", capped=False) == ("Kids are talking by the door. Kids", False)
+    # the second pass dropped a leading word, and the decoder ended on its own after it
+    assert cut_restart("The dogs are sitting by the door. Dogs are sitting by the door. Dogs are sitting",
+                       capped=False) == ("The dogs are sitting by the door.", True)
+    assert cut_restart("No, no, no, that is not what I meant.", capped=False) == ("No, no, no, that is not what I meant.", False)
 
 
 @pytest.mark.parametrize("heard, reason", [

@@ -8,16 +8,17 @@ encoder do ten times the work. Without the padding the decoder never emits its e
 writes the sentence, then writes it again from the start until ``max_length``. Measured on 48
 RAVDESS clips (whisper-base, int8, 2 cores, 2026-12-07): padded to 30 s, WER 0.3% at 3.2x
 real time; unpadded, capped at ``10 + 7 x seconds`` tokens and cut where the text restarts
-its own first tokens, WER 0.7% at 11.6x. So: encode the utterance at its own length (at most
+its own first words, WER 0.7% at 11.6x. So: encode the utterance at its own length (at most
 30 s per chunk; a longer utterance is cut into back-to-back chunks), decode greedily under
 that cap, and keep the text up to where it starts over (:func:`cut_restart`).
 
 On degraded audio the unpadded reading is the weaker one (sessions of RAVDESS clips under
 simulated reverberation: WER 40% unpadded, 21% padded), and Whisper's own confidence says
 when: a decode whose mean log-probability is below :data:`DOUBTFUL_LOGPROB`, or that did not
-come to an end, is done again on the chunk padded to 30 s (24% on those reverberant sessions,
-13 of 24 utterances redone; 2 of 48 on clean ones). Whisper's language detection, too, reads
-padded chunks (:func:`padded`).
+come to an end, is done again on the chunk padded to 30 s with Whisper's 5 beams. On 96
+session clips with a noise floor (benchmarks/transcripts.py's): WER 10.2% all padded at 2.6x
+real time, 10.6% this way at 11.4x (threshold -0.3 and greedy: 10.8% at 7.7x). Whisper's
+language detection, too, reads padded chunks (:func:`padded`).
 
 A genuine utterance that repeats its own first words later on is cut there too; rare in
 answers to a moderator, and written down in docs/WAREHOUSE.md.
@@ -26,6 +27,7 @@ answers to a moderator, and written down in docs/WAREHOUSE.md.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,9 +38,9 @@ import numpy as np
 
 SAMPLE_RATE = 16_000
 CHUNK_S = 30.0
-RESTART_TOKENS = 3
-"""How many of the transcript's first tokens must recur for the text to count as restarted."""
-DOUBTFUL_LOGPROB = -0.3
+RESTART_WORDS = 3
+"""How many of the transcript's first words must recur for the text to count as restarted."""
+DOUBTFUL_LOGPROB = -0.5
 """Below this mean log-probability (or when it did not come to an end) an unpadded decode is
 redone on the chunk padded to 30 s, as Whisper was trained: see the module docstring."""
 
@@ -160,22 +162,36 @@ def max_tokens(duration_s: float) -> int:
     return int(10 + 7 * duration_s)
 
 
-def cut_restart(ids: list[int], capped: bool, min_tokens: int = RESTART_TOKENS) -> tuple[list[int], bool]:
-    """``ids`` up to where they begin again, and whether they did: the first position
-    ``p > 0`` from which the next ``min_tokens`` tokens are the first ``min_tokens``. When the
-    decode was ``capped`` its tail may hold only the start of the repetition, so a shorter
-    match running to the end counts too (at least one token)."""
-    n = len(ids)
-    head = ids[:min_tokens]
+def _word_key(word: str) -> str:
+    return re.sub(r"[^\w']", "", word.lower())
+
+
+def cut_restart(text: str, capped: bool, min_words: int = RESTART_WORDS) -> tuple[str, bool]:
+    """``text`` up to where it begins again, and whether it did: the first word ``p`` from which
+    the next ``min_words`` words (case and punctuation aside) are the text's first ones, or its
+    first ones after a leading word (the decoder's second pass often drops a "The" or "So").
+    When the decode was ``capped`` its tail may hold only the start of the repetition, so a
+    shorter match running to the end counts too (at least one word)."""
+    words = text.split()
+    keys = [_word_key(w) for w in words]
+    n = len(words)
     for p in range(1, n):
-        tail = ids[p : p + min_tokens]
-        if tail == head[: len(tail)] and (len(tail) == len(head) or (capped and p + len(tail) == n)):
-            return ids[:p], True
-    return ids, False
+        for skip in (0, 1):
+            head = keys[skip : skip + min_words]
+            if p <= skip or len(head) < min(min_words, 2) or (skip and n - skip < min_words):
+                continue
+            tail = keys[p : p + len(head)]
+            if tail == head[: len(tail)] and (len(tail) == len(head) or (capped and p + len(tail) == n)):
+                return " ".join(words[:p]), True
+    return text, False
+
+
+BEAM_PADDED = 5
+"""The padded second reading searches 5 beams, as Whisper's reference decoder does."""
 
 
 def decode(model: Any, encoded: Any, duration_s: float, path: Path | str, language: str | None,
-           max_length: int | None = None) -> Heard:
+           max_length: int | None = None, beam_size: int = 1) -> Heard:
     """Greedy decoding of one encoded chunk in ``language``, at most ``max_length`` tokens
     (default :func:`max_tokens` of ``duration_s``), cut where it restarts (see the module docstring)."""
     start = time.perf_counter()
@@ -183,16 +199,16 @@ def decode(model: Any, encoded: Any, duration_s: float, path: Path | str, langua
     prompt = list(tok.sot_sequence) + [tok.no_timestamps]
     cap = max_length or max_tokens(duration_s)
     result = model.generate(
-        encoded, [prompt], beam_size=1, max_length=cap, return_scores=True,
+        encoded, [prompt], beam_size=beam_size, max_length=cap, return_scores=True,
         return_no_speech_prob=True, suppress_blank=True,
     )[0]
     generated = [i for i in result.sequences_ids[0] if i < tok.eot]
     capped = len(prompt) + len(result.sequences_ids[0]) >= cap
-    kept, restarted = cut_restart(generated, capped)
+    # Even a decode that ends by itself may have started over first ("The dogs ... Dogs are ...").
+    text, restarted = cut_restart(tok.decode(generated).strip(), capped)
     # CTranslate2's score is the cumulative log-probability divided by the length (length_penalty 1).
     avg_logprob = float(result.scores[0]) if generated else -math.inf
-    text = tok.decode(kept).strip()
-    return Heard(text, avg_logprob, float(result.no_speech_prob), restarted or not capped, len(kept),
+    return Heard(text, avg_logprob, float(result.no_speech_prob), restarted or not capped, len(generated),
                  decode_s=time.perf_counter() - start)
 
 
@@ -211,7 +227,8 @@ def hear(model: Any, samples: np.ndarray, path: Path | str, language: str | None
             start = time.perf_counter()
             encoded = encode(model, padded(chunk))
             encode_s += time.perf_counter() - start
-            heard = decode(model, encoded, len(chunk) / SAMPLE_RATE, path, language, max_length=MAX_TOKENS_PADDED)
+            heard = decode(model, encoded, len(chunk) / SAMPLE_RATE, path, language, max_length=MAX_TOKENS_PADDED,
+                           beam_size=BEAM_PADDED)
             decode_s += heard.decode_s
         parts.append(heard)
     n = sum(p.n_tokens for p in parts)
