@@ -13,6 +13,16 @@ decoded on its own, features by the naive librosa recipe (``extract_features_nai
 model called once per utterance (unbatched). The machine is shared, so absolute rates are
 noisy; the printed ratio (ours / reference, measured minutes apart) is what to compare.
 
+Both paths of the nightly run, on the same archive in the same run: labels only
+(``SER_TRANSCRIBE=false``, the table above the reference) and labels with transcripts
+(``SER_TRANSCRIBE=true``, the default: each labelled utterance written down by the encoder's
+Whisper model), each end to end into its own fresh store and warehouse, with the seconds the
+transcription's stages took (``transcribe: audio``, ``encode``, ``decode`` of the report) and
+the transcripts' coverage and word error rate against the archive's script. The archive is
+spoken by espeak-ng (``--speech espeak``, the default): Whisper on the wordless formant turns
+(``--speech formant``) would time the writing down of noise. ``--no-transcripts`` runs the
+labels-only path alone.
+
     PYTHONPATH=$PWD /work/main/.venv/bin/python benchmarks/nightly.py [--hours 1] [--json]
 """
 
@@ -30,8 +40,10 @@ from pathlib import Path
 
 GOAL_X_REAL_TIME = 300.0
 FLOOR_X_REAL_TIME = 100.0  # what the encoder champion must reach on 2 cores (issue #22)
+TRANSCRIPTS_GOAL_X_REAL_TIME = 8.0  # labels with transcripts, end to end, whisper-base on 2 cores
 TURNS_PER_SESSION = 45  # ~150 s of recording per session (2.5 s turns, 0.9 s pauses)
 SESSION_S_ESTIMATE = 150.0
+TRANSCRIBE_STAGES = ("transcribe: audio", "transcribe: encode", "transcribe: decode")
 
 
 def _load_average() -> str:
@@ -41,8 +53,11 @@ def _load_average() -> str:
         return "n/a"
 
 
-def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None, seed: int) -> tuple[str, float]:
-    """A generated archive of at least ``hours`` of audio (cached); its URL and total seconds."""
+def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None, seed: int,
+                 speech: str = "formant") -> tuple[str, float]:
+    """A generated archive of at least ``hours`` of audio (cached); its URL and total seconds.
+    ``speech``: ``formant`` (wordless turns) or ``espeak`` (espeak-ng says a line of the
+    script per turn; the truth holds the words)."""
     import soundfile as sf
 
     from ser_pipeline import synthetic as synth
@@ -50,19 +65,21 @@ def make_archive(root: Path, hours: float, sample_rate: int, sidecar: str | None
     n_surveys = 4
     per_survey = max(1, math.ceil(hours * 3600 / SESSION_S_ESTIMATE / n_surveys))
     while True:
-        name = f"archive-{n_surveys}x{per_survey}x{TURNS_PER_SESSION}-{sample_rate}-{sidecar}-{seed}"
+        name = f"archive-{n_surveys}x{per_survey}x{TURNS_PER_SESSION}-{sample_rate}-{sidecar}-{seed}" + (
+            "" if speech == "formant" else f"-{speech}")
         path = root / name
         if not (path / ".complete").exists():
             shutil.rmtree(path, ignore_errors=True)
             print(f"generating {name} (not timed) ...", file=sys.stderr, flush=True)
             synth.generate_archive(path.as_uri(), n_surveys=n_surveys, sessions_per_survey=per_survey,
                                    participants_per_session=4, utterances_per_session=TURNS_PER_SESSION,
-                                   sidecar=sidecar, sample_rate=sample_rate, seed=seed)
+                                   sidecar=sidecar, sample_rate=sample_rate, seed=seed, speech=speech)
             (path / ".complete").touch()
         seconds = sum(sf.info(str(f)).duration for f in path.glob("SV*/*.wav"))
         if seconds >= hours * 3600:
             return path.as_uri(), seconds
-        per_survey += 1
+        # Short by the sessions' measured length (spoken turns are as long as their line).
+        per_survey = max(per_survey + 1, math.ceil(per_survey * hours * 3600 / seconds))
 
 
 def make_champion(root: Path, architecture: str, input_kind: str, normalization: str, epochs: int, seed: int,
@@ -198,14 +215,22 @@ def timed_steps(seconds: dict[str, float]):
     return step
 
 
-def run_ours(archive_url: str, registry_url: str, work: Path, encoder: str) -> tuple[float, dict[str, float], dict]:
-    from ser_pipeline.runs.nightly import run_nightly
+def run_settings(archive_url: str, registry_url: str, work: Path, encoder: str, transcribe: bool):
     from ser_pipeline.settings import Settings
+
+    return Settings(archive_url=archive_url, registry_url=registry_url, feature_store_url=(work / "features").as_uri(),
+                    warehouse_path=work / "warehouse.duckdb", encoder=encoder, transcribe=transcribe)
+
+
+def run_ours(archive_url: str, registry_url: str, work: Path, encoder: str,
+             transcribe: bool = False) -> tuple[float, dict[str, float], dict]:
+    """``run_nightly`` end to end into a fresh store and warehouse under ``work``; with
+    ``transcribe`` (``SER_TRANSCRIBE``) it writes transcripts too."""
+    from ser_pipeline.runs.nightly import run_nightly
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    settings = Settings(archive_url=archive_url, registry_url=registry_url, feature_store_url=(work / "features").as_uri(),
-                        warehouse_path=work / "warehouse.duckdb", encoder=encoder)
+    settings = run_settings(archive_url, registry_url, work, encoder, transcribe)
     seconds: dict[str, float] = defaultdict(float)
     start, cpu = time.perf_counter(), time.process_time()
     report = run_nightly(settings=settings, step=timed_steps(seconds))
@@ -220,12 +245,28 @@ def run_ours(archive_url: str, registry_url: str, work: Path, encoder: str) -> t
     return wall, dict(seconds), {**report.summary(), "stage_seconds": report.stage_seconds, "cpu_s": cpu, "peak_rss_mb": peak_mb}
 
 
+def transcript_scores(archive_url: str, registry_url: str, work: Path, encoder: str) -> dict:
+    """Coverage and WER of the transcripts run's transcripts against the archive's script
+    (``evaluation.transcripts.score_transcripts``); no WER for wordless (formant) turns."""
+    from ser_pipeline.evaluation.transcripts import score_transcripts
+    from ser_pipeline.evaluation.truth import load_truth
+
+    settings = run_settings(archive_url, registry_url, work, encoder, True)
+    truth = load_truth(archive_url, settings=settings)
+    if "text" not in truth:
+        truth = truth.assign(text=None)
+    return score_transcripts(settings.warehouse_path, truth, settings=settings)
+
+
 def warm_up() -> float:
     """Import what the run imports lazily (TensorFlow/Keras, Great Expectations, librosa, DuckDB):
     a worker pays this once, not per run of audio. Seconds taken."""
     start = time.perf_counter()
+    import ctranslate2  # noqa: F401
     import duckdb  # noqa: F401
+    import faster_whisper.tokenizer  # noqa: F401
     import great_expectations  # noqa: F401
+    import jiwer  # noqa: F401
     import keras  # noqa: F401
     import librosa  # noqa: F401
 
@@ -299,19 +340,29 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ser-bench-nightly")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=12, help="the champion's training epochs (enough not to predict one class)")
+    parser.add_argument("--speech", default="espeak", choices=["espeak", "formant"],
+                        help="the archive's turns: espeak (words, for the transcripts path) or formant (wordless buzz)")
+    parser.add_argument("--transcripts", default=True, action=argparse.BooleanOptionalAction,
+                        help="also run the path with transcripts (SER_TRANSCRIBE=true) on the same archive")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
     args.architecture = args.architecture or RECIPES[args.input].get("architecture", recipe.architecture)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     sidecar = None if args.sidecar == "none" else args.sidecar
-    archive_url, audio_s = make_archive(args.workdir, args.hours, args.sample_rate, sidecar, args.seed)
+    archive_url, audio_s = make_archive(args.workdir, args.hours, args.sample_rate, sidecar, args.seed, args.speech)
     registry_url = make_champion(args.workdir, args.architecture, args.input, args.normalization, epochs=args.epochs, seed=args.seed,
                                  encoder=args.encoder)
 
     startup_s = warm_up()
     load_before = _load_average()
-    wall, steps, summary = run_ours(archive_url, registry_url, args.workdir / "run", args.encoder)
+    wall, steps, summary = run_ours(archive_url, registry_url, args.workdir / "run", args.encoder, transcribe=False)
+    with_transcripts = None
+    if args.transcripts:
+        work = args.workdir / "run-transcripts"
+        t_wall, t_steps, t_summary = run_ours(archive_url, registry_url, work, args.encoder, transcribe=True)
+        with_transcripts = transcripts_result(audio_s, wall, t_wall, t_summary,
+                                              transcript_scores(archive_url, registry_url, work, args.encoder))
     ref_audio_s, ref_wall, ref_steps = run_reference(archive_url, registry_url, args.reference_sessions, args.encoder)
     from ser_pipeline.inference.predict import spec_of
     from ser_pipeline.training.registry import load_model
@@ -339,6 +390,7 @@ def main() -> int:
                       "steps_s": {k: round(v, 3) for k, v in ref_steps.items()}},
         "feature_cpu_s_per_audio_hour": {k: round(v, 2) for k, v in costs.items()},
         "ratio": round(ours_x / ref_x, 1), "cores": os.cpu_count(), "load_average": [load_before, _load_average()],
+        "speech": args.speech, "transcripts": with_transcripts,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -372,7 +424,54 @@ def main() -> int:
     print(f"\nours {ours_x:.0f}x real time, naive path {ref_x:.1f}x: ratio {ours_x / ref_x:.1f}x; "
           f"floor >= {FLOOR_X_REAL_TIME:.0f}x: {'MET' if ours_x >= FLOOR_X_REAL_TIME else 'NOT MET'}; "
           f"goal >= {GOAL_X_REAL_TIME:.0f}x real time: {'MET' if ours_x >= GOAL_X_REAL_TIME else 'NOT MET'}")
+    if with_transcripts is not None:
+        print_transcripts(with_transcripts, audio_s, wall, args.encoder, args.speech)
     return 0
+
+
+def transcripts_result(audio_s: float, labels_wall: float, wall: float, summary: dict, scores: dict) -> dict:
+    """The transcripts path's figures: end to end, its transcription stages (seconds, summed
+    over threads for encode and decode, and their share of the run's cores x wall), the wall
+    time it adds to the labels-only run, the transcripts loaded and their scores."""
+    cores = os.cpu_count() or 1
+    stages = {k: summary["stage_seconds"].get(k, 0.0) for k in TRANSCRIBE_STAGES}
+    total = sum(stages.values())
+    return {
+        "wall_s": round(wall, 2), "x_real_time": round(audio_s / wall, 1),
+        "labels_only": {"wall_s": round(labels_wall, 2), "x_real_time": round(audio_s / labels_wall, 1)},
+        "added_wall_s": round(wall - labels_wall, 2),
+        "transcribe_s": {k.removeprefix("transcribe: "): round(v, 2) for k, v in stages.items()},
+        "transcribe_total_s": round(total, 2),
+        "transcribe_share": {**{k.removeprefix("transcribe: "): round(v / (wall * cores), 3) for k, v in stages.items()},
+                             "total": round(total / (wall * cores), 3)},
+        "stage_s": {k: round(v, 3) for k, v in summary["stage_seconds"].items()},
+        "cpu_s": round(summary["cpu_s"], 2), "peak_rss_mb": round(summary["peak_rss_mb"]),
+        "predictions_loaded": summary["predictions_loaded"],
+        "transcripts_loaded": summary.get("transcripts_loaded", 0), "transcripts_empty": summary.get("transcripts_empty", {}),
+        "coverage": round(scores["coverage"], 4), "wer": None if math.isnan(scores["wer"]) else round(scores["wer"], 4),
+        "clips_scored": scores["n_clips_scored"], "model": scores["model"],
+        "goal_x_real_time": TRANSCRIPTS_GOAL_X_REAL_TIME, "goal_met": audio_s / wall >= TRANSCRIPTS_GOAL_X_REAL_TIME,
+    }
+
+
+def print_transcripts(t: dict, audio_s: float, labels_wall: float, encoder: str, speech: str) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\nboth paths on the same archive ({audio_s / 60:.1f} min of {speech} speech), end to end:")
+    print(f"  {'labels only (SER_TRANSCRIBE=false)':<44}{labels_wall:>8.2f} s{audio_s / labels_wall:>9.1f}x real time")
+    print(f"  {'labels + transcripts (SER_TRANSCRIBE=true)':<44}{t['wall_s']:>8.2f} s{t['x_real_time']:>9.1f}x real time"
+          f"   (+{t['added_wall_s']:.1f} s; process CPU {t['cpu_s']:.0f} s, {audio_s / t['cpu_s']:.1f}x per CPU second;"
+          f" peak RSS {t['peak_rss_mb']} MB)")
+    print(f"  transcription's stages in the transcripts run (seconds; share of {cores} cores x {t['wall_s']:.1f} s):")
+    for name, seconds in t["transcribe_s"].items():
+        where = "one thread" if name == "audio" else f"summed over {cores} threads"
+        print(f"    {name:<10}{seconds:>8.2f} s{t['transcribe_share'][name]:>7.0%}   ({where})")
+    print(f"    {'total':<10}{t['transcribe_total_s']:>8.2f} s{t['transcribe_share']['total']:>7.0%}")
+    empty = ", ".join(f"{k}: {v}" for k, v in t["transcripts_empty"].items()) or "none"
+    wer = "n/a (wordless turns)" if t["wer"] is None else f"{t['wer']:.3f} over {t['clips_scored']} turns"
+    print(f"  transcripts: {t['transcripts_loaded']} for {t['predictions_loaded']} labelled utterances (empty: {empty}); "
+          f"coverage {t['coverage']:.1%}; WER against the script {wer}; model {t['model']}")
+    print(f"\nlabels with transcripts {t['x_real_time']:.1f}x real time end to end ({encoder}, {cores} cores): "
+          f"goal >= {TRANSCRIPTS_GOAL_X_REAL_TIME:.0f}x: {'MET' if t['goal_met'] else 'NOT MET'}")
 
 
 if __name__ == "__main__":
