@@ -15,10 +15,14 @@ that cap, and keep the text up to where it starts over (:func:`cut_restart`).
 On degraded audio the unpadded reading is the weaker one (sessions of RAVDESS clips under
 simulated reverberation: WER 40% unpadded, 21% padded), and Whisper's own confidence says
 when: a decode whose mean log-probability is below :data:`DOUBTFUL_LOGPROB`, or that did not
-come to an end, is done again on the chunk padded to 30 s with Whisper's 5 beams. On 96
-session clips with a noise floor (benchmarks/transcripts.py's): WER 10.2% all padded at 2.6x
-real time, 10.6% this way at 11.4x (threshold -0.3 and greedy: 10.8% at 7.7x). Whisper's
-language detection, too, reads padded chunks (:func:`padded`).
+come to an end, is read again with 4 s of silence after it (:data:`REREAD_PAD_S`) and
+Whisper's 5 beams. Measured (whisper-base, 2 cores, machine shared): on 96 session clips with
+a noise floor, WER 10.2% with every utterance padded to 30 s (2.6x real time); re-reads
+padded to 30 s 10.6% (8.4x), to 10 s 10.9% (10.9x), to +4 s 9.0% (11.7x). Under
+reverberation (24 clips) the long padding does help: 20.8% at 30 s, 27.1% at +6 s, 29.2% at
++4 s. The nightly path's 8x goal with transcripts (benchmarks/nightly.py) decided: re-reads
+padded to 30 s left it at 7.1x, the encoder of the re-reads two thirds of the time. Whisper's
+language detection reads chunks padded to 30 s (three per session, :func:`padded`).
 
 A genuine utterance that repeats its own first words later on is cut there too; rare in
 answers to a moderator, and written down in docs/WAREHOUSE.md.
@@ -129,10 +133,13 @@ def chunks(samples: np.ndarray) -> list[np.ndarray]:
     return [samples[i : i + size] for i in range(0, max(len(samples), 1), size)]
 
 
-def padded(samples: np.ndarray) -> np.ndarray:
-    """``samples`` followed by silence up to 30 s, as Whisper was trained."""
+def padded(samples: np.ndarray, silence_s: float | None = None) -> np.ndarray:
+    """``samples`` followed by ``silence_s`` of silence (None: up to 30 s, as Whisper was
+    trained), at most 30 s in all."""
     size = int(CHUNK_S * SAMPLE_RATE)
-    return np.pad(np.asarray(samples, dtype=np.float32)[:size], (0, max(0, size - len(samples))))
+    x = np.asarray(samples, dtype=np.float32)[:size]
+    total = size if silence_s is None else min(size, len(x) + int(silence_s * SAMPLE_RATE))
+    return np.pad(x, (0, max(0, total - len(x))))
 
 
 def encode(model: Any, samples: np.ndarray) -> Any:
@@ -150,10 +157,6 @@ def detect_language(model: Any, encoded: Any) -> dict[str, float]:
     """Language probabilities ``{code: p}`` for one encoded chunk (multilingual models only)."""
     pairs = model.detect_language(encoded)[0]
     return {token.strip("<|>"): float(p) for token, p in pairs}
-
-
-MAX_TOKENS_PADDED = 224
-"""The cap of a padded decode, which ends by itself (Whisper's own ``sample_len``: 448 / 2)."""
 
 
 def max_tokens(duration_s: float) -> int:
@@ -187,7 +190,9 @@ def cut_restart(text: str, capped: bool, min_words: int = RESTART_WORDS) -> tupl
 
 
 BEAM_PADDED = 5
-"""The padded second reading searches 5 beams, as Whisper's reference decoder does."""
+"""The second reading searches 5 beams, as Whisper's reference decoder does."""
+REREAD_PAD_S = 4.0
+"""Silence after the utterance in the second reading (30 would be Whisper's full window)."""
 
 
 def decode(model: Any, encoded: Any, duration_s: float, path: Path | str, language: str | None,
@@ -225,10 +230,9 @@ def hear(model: Any, samples: np.ndarray, path: Path | str, language: str | None
         decode_s += heard.decode_s
         if heard.avg_logprob < DOUBTFUL_LOGPROB or not heard.ended:
             start = time.perf_counter()
-            encoded = encode(model, padded(chunk))
+            encoded = encode(model, padded(chunk, REREAD_PAD_S))
             encode_s += time.perf_counter() - start
-            heard = decode(model, encoded, len(chunk) / SAMPLE_RATE, path, language, max_length=MAX_TOKENS_PADDED,
-                           beam_size=BEAM_PADDED)
+            heard = decode(model, encoded, len(chunk) / SAMPLE_RATE, path, language, beam_size=BEAM_PADDED)
             decode_s += heard.decode_s
         parts.append(heard)
     n = sum(p.n_tokens for p in parts)
