@@ -102,3 +102,22 @@ def test_a_real_clip_is_written_down_and_a_refused_session_is_not(base, tiny_en,
     refused = session_language(tiny_en, "fr", lambda: iter(()))
     row, _, _ = transcribe_utterance(_model(tiny_en), tiny_en, "u1", y, refused)
     assert row["text"] == "" and "English only" in row["empty_reason"] and row["language"] == "fr"
+
+
+@pytest.mark.realdata
+def test_a_batch_takes_its_sessions_language_from_the_manifest_and_is_refused_by_an_english_only_model(
+        tiny_en, ravdess_dir, settings):
+    from ser_pipeline.runs.nightly.records import Batch, PlannedUtterance
+    from ser_pipeline.transcripts.batch import transcribe_batch
+
+    clip = (ravdess_dir / "Actor_02" / "03-01-01-01-01-01-02.flac").as_uri()  # neutral, "Kids are talking by the door"
+    utterances = tuple(PlannedUtterance(f"u{i}", "SV", session, None, 0.0, 3.0, None, clip, language)
+                       for i, (session, language) in enumerate([("S-fr", "fr"), ("S-fr", "fr"), ("S-en", "en")]))
+    written = transcribe_batch(settings, Batch(0, utterances), tiny_en).frame.set_index("utterance_id")
+    assert sorted(written.index) == ["u0", "u1", "u2"]  # one recording, two sessions: each its own language
+    french = written.loc[["u0", "u1"]]
+    assert (french["text"] == "").all() and french["empty_reason"].str.contains("English only").all()
+    assert (french["language"] == "fr").all() and (french["language_source"] == "manifest").all()
+    english = written.loc["u2"]
+    assert english["text"].lower().rstrip(".") == "kids are talking by the door" and english["empty_reason"] is None
+    assert english["model"] == tiny_en.model_id and english["n_redacted"] == 0

@@ -105,7 +105,7 @@ def transcribe_batch(settings: Any, batch: Any, transcriber: Transcriber, uttera
         return BatchTranscripts(transcripts_frame([]), timings)
     workers = settings.effective_workers()
     model = load_whisper(str(transcriber.path), *compute_plan(), workers)
-    manifest_language = {u.session_id: getattr(u, "language", None) for u in utterances}
+    manifest_language = {u.session_id: u.language for u in utterances}
     languages: dict[str, SessionLanguage] = {}
     rows: list[dict[str, Any]] = []
     groups = sorted(_decode_groups(utterances, settings.decode_span_s), key=lambda g: (g[0].session_id, g[0].start_s))
@@ -115,14 +115,16 @@ def transcribe_batch(settings: Any, batch: Any, transcriber: Transcriber, uttera
             # Audio that fails to decode is the features step's to quarantine: it has no label either.
             decoded = [(u, s) for u, s in _decode_group(group, settings, SAMPLE_RATE) if isinstance(s, np.ndarray)]
             timings["audio"] += clock.elapsed
-            session = group[0].session_id
-            if session not in languages:
-                clock = Stopwatch()
-                languages[session] = session_language(transcriber, manifest_language.get(session), lambda: _probes(model, decoded))
-                timings["encode"] += clock.elapsed
-            language = languages[session]
+            for session in dict.fromkeys(u.session_id for u, _ in decoded):
+                if session not in languages:
+                    clock = Stopwatch()
+                    own = [(u, x) for u, x in decoded if u.session_id == session]
+                    languages[session] = session_language(transcriber, manifest_language.get(session),
+                                                          lambda own=own: _probes(model, own))
+                    timings["encode"] += clock.elapsed
             for row, encode_s, decode_s in pool.map(
-                lambda item: transcribe_utterance(model, transcriber, item[0].utterance_id, item[1], language), decoded
+                lambda item: transcribe_utterance(model, transcriber, item[0].utterance_id, item[1], languages[item[0].session_id]),
+                decoded,
             ):
                 rows.append(row)
                 timings["encode"] += encode_s
