@@ -67,15 +67,15 @@ def _print_transcript_scores(db, truth_frame, settings) -> None:
     """Coverage (labelled utterances with words) and word error rate of the transcripts against
     the demo's own script (the generator's truth says each turn's words when espeak-ng spoke it)."""
     from ser_pipeline.evaluation.transcripts import score_transcripts
+    from ser_pipeline.transcripts.quality import reason_kind
 
     if truth_frame.empty or "text" not in truth_frame or not truth_frame["text"].notna().any():
         print("Transcripts: the archive's turns have no words to compare with (formant speech); WER not scored")
         return
     scored = score_transcripts(db, truth_frame, settings=settings)
     kinds: dict[str, int] = {}
-    for reason, n in scored["empty_reasons"].items():  # "no speech (no-speech probability 0.66, ...)" -> "no speech"
-        kind = reason.split(" (", 1)[0].split(":", 1)[0]
-        kinds[kind] = kinds.get(kind, 0) + n
+    for reason, n in scored["empty_reasons"].items():
+        kinds[reason_kind(reason)] = kinds.get(reason_kind(reason), 0) + n
     empty = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
     print(f"Transcripts ({scored['model']}): {scored['n_with_words']} of {scored['n_utterances']} labelled utterances "
           f"have words (coverage {scored['coverage']:.1%}{'; empty: ' + empty if empty else ''}); "

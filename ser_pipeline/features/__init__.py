@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=['encoder', 'extraction', 'frames', 'functionals', 'spec', 'store'],
     submod_attrs={
-        'encoder': ['BUNDLED', 'EncoderSource', 'resolve_encoder', 'assemble_bundle', 'encoder_spec', 'located_spec', 'embed'],
+        'encoder': ['BUNDLED', 'EncoderSource', 'resolve_encoder', 'assemble_bundle', 'encoder_spec', 'located_spec', 'encode_window', 'embed'],
         'extraction': ['PLAIN_SOURCE', 'Failure', 'ExtractionSummary', 'relative_path', 'item_record', 'featurise'],
         'frames': ['extract_features', 'one_blas_thread', 'extract_features_naive'],
         'functionals': ['functional_names', 'pitch_track', 'speech_mask', 'summarise'],

@@ -236,6 +236,15 @@ def log_mel(window: np.ndarray, n_mels: int) -> np.ndarray:
     return mel[:, :frames]
 
 
+def encode_window(model: Any, window: np.ndarray, to_cpu: bool = True) -> Any:
+    """The encoder's last layer for one 16 kHz window at its own length: a ``StorageView``
+    ``(1, frames / 2, width)`` (on the model's device unless ``to_cpu``)."""
+    import ctranslate2
+
+    mel = log_mel(np.asarray(window, dtype=np.float32), model.n_mels)
+    return model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=to_cpu)
+
+
 def embed(windows: list[np.ndarray] | np.ndarray, model_dir: str, threads: int = 0) -> np.ndarray:
     """Pooled embeddings of 16 kHz windows: float32 ``(n, 2 * width)``, mean then standard
     deviation of the encoder's last layer over each window's own frames.
@@ -245,22 +254,19 @@ def embed(windows: list[np.ndarray] | np.ndarray, model_dir: str, threads: int =
     padding that changes their outputs (and batches measured no faster on a CPU, SCALE.md)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import ctranslate2
-
     device, compute_type = compute_plan()
     replicas = threads or (os.cpu_count() or 1)
     model = load_whisper(model_dir, device, compute_type, replicas)
 
     def one(window: np.ndarray) -> np.ndarray:
-        mel = log_mel(unpadded(np.asarray(window, dtype=np.float32)), model.n_mels)
-        x = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))
-        hidden = np.asarray(model.encode(x, to_cpu=True), dtype=np.float32)[0]  # (frames / 2, width)
+        hidden = np.asarray(encode_window(model, unpadded(np.asarray(window, dtype=np.float32))), dtype=np.float32)[0]
         return np.concatenate([hidden.mean(axis=0), hidden.std(axis=0)])
 
     if len(windows) == 0:
         return np.zeros((0, 0), np.float32)
     with ThreadPoolExecutor(max_workers=min(replicas, len(windows))) as pool:
         return np.stack(list(pool.map(one, windows))).astype(np.float32)
+
 
 def encoder_spec(settings: Any) -> Any:
     """The embeddings FeatureSpec of the encoder ``settings.encoder`` names (weights under

@@ -3,9 +3,9 @@
 
 The audio is decoded again at 16 kHz, per recording stretch as the features do, and each
 utterance goes through the encoder once more for its text. Sharing the emotion embeddings'
-encoder pass would save that pass (an eighth of the transcription's time: the benchmark
-prints the encode and decode seconds apart), but a session's language must be known before
-its first utterance is decoded and the labelling model need not be an encoder model at all.
+encoder pass would save that first pass (benchmarks/nightly.py prints the encode and decode
+seconds apart), but a session's language must be known before its first utterance is
+decoded, and the labelling model need not be an encoder model at all.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from ser_pipeline.transcripts.language import PROBE_UTTERANCES, SessionLanguage, session_language
+from ser_pipeline.transcripts.quality import reason_kind
 from ser_pipeline.transcripts.whisper import SAMPLE_RATE, Transcriber, detect_language, encode, hear, padded
+
 
 @dataclass(frozen=True)
 class BatchTranscripts:
@@ -30,15 +32,8 @@ class BatchTranscripts:
     timings: dict[str, float] = field(default_factory=dict)
 
     def empty_reasons(self) -> dict[str, int]:
-        """How many utterances were stored empty, per reason (the part of it before ':' or '(')."""
-        reasons = self.frame["empty_reason"].dropna()
-        return reasons.map(_reason_kind).value_counts().to_dict()
-
-
-def _reason_kind(reason: str) -> str:
-    for stop in (" (", ":", ";"):
-        reason = reason.split(stop, 1)[0]
-    return reason
+        """How many utterances were stored empty, per kind of reason (:func:`.quality.reason_kind`)."""
+        return self.frame["empty_reason"].dropna().map(reason_kind).value_counts().to_dict()
 
 
 def transcripts_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -85,7 +80,7 @@ def _probes(model: Any, decoded: Sequence[tuple[Any, Any]]) -> Iterable[dict[str
     for _, samples in decoded:
         if found == PROBE_UTTERANCES:
             return
-        if isinstance(samples, np.ndarray) and len(samples) >= SAMPLE_RATE:
+        if len(samples) >= SAMPLE_RATE:
             found += 1
             yield detect_language(model, encode(model, padded(samples)))
 

@@ -29,6 +29,14 @@ REPEATS = 4
 _REPEATED_PHRASE = re.compile(r"\b(\w+(?:\W+\w+){0,5}?)(?:\W+\1\b){%d,}" % (REPEATS - 1), re.IGNORECASE)
 
 
+def reason_kind(reason: str) -> str:
+    """An empty reason without its figures: "no speech (no-speech probability 0.70, ...)" ->
+    "no speech" (what the report and the demo count by)."""
+    for stop in (" (", ":", ";"):
+        reason = reason.split(stop, 1)[0]
+    return reason
+
+
 def compression_ratio(text: str) -> float:
     """Bytes of ``text`` over bytes of its zlib compression (Whisper's repetition measure)."""
     raw = text.encode()

@@ -46,7 +46,7 @@ RESTART_WORDS = 3
 """How many of the transcript's first words must recur for the text to count as restarted."""
 DOUBTFUL_LOGPROB = -0.5
 """Below this mean log-probability (or when it did not come to an end) an unpadded decode is
-redone on the chunk padded to 30 s, as Whisper was trained: see the module docstring."""
+read again with silence after it: see the module docstring."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ class Heard:
     the repetition included); ``no_speech_prob``: the probability of Whisper's no-speech token
     at the first step; ``ended``: the decoder came to an end by itself (its end token, or the
     text starting over and cut there) rather than running into its cap; ``n_tokens``: tokens
-    kept; ``encode_s``, ``decode_s``: the seconds each stage took."""
+    generated (the weight of its log-probability when chunks are joined); ``encode_s``,
+    ``decode_s``: the seconds each stage took."""
 
     text: str
     avg_logprob: float
@@ -111,6 +112,7 @@ def _hf_tokenizer(path: str) -> Any:
     return tokenizers.Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
 
 
+@lru_cache(maxsize=32)
 def tokenizer(path: Path | str, language: str | None) -> Any:
     """faster-whisper's tokenizer of the model at ``path``, transcribing in ``language``
     (ignored by an English-only model)."""
@@ -143,14 +145,11 @@ def padded(samples: np.ndarray, silence_s: float | None = None) -> np.ndarray:
 
 
 def encode(model: Any, samples: np.ndarray) -> Any:
-    """The encoder's output for one chunk at its own length: a ``StorageView``
-    ``(1, frames / 2, d_model)`` on the model's device."""
-    import ctranslate2
+    """The encoder's output for one chunk at its own length, on the model's device, ready to
+    decode (the emotion embeddings' own encoder pass, :func:`features.encoder.encode_window`)."""
+    from ser_pipeline.features.encoder import encode_window
 
-    from ser_pipeline.features.encoder import log_mel
-
-    mel = log_mel(np.ascontiguousarray(samples, dtype=np.float32), model.n_mels)
-    return model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=False)
+    return encode_window(model, samples, to_cpu=False)
 
 
 def detect_language(model: Any, encoded: Any) -> dict[str, float]:
@@ -196,13 +195,13 @@ REREAD_PAD_S = 4.0
 
 
 def decode(model: Any, encoded: Any, duration_s: float, path: Path | str, language: str | None,
-           max_length: int | None = None, beam_size: int = 1) -> Heard:
-    """Greedy decoding of one encoded chunk in ``language``, at most ``max_length`` tokens
-    (default :func:`max_tokens` of ``duration_s``), cut where it restarts (see the module docstring)."""
+           beam_size: int = 1) -> Heard:
+    """One encoded chunk in ``language`` (greedy unless ``beam_size``), at most
+    :func:`max_tokens` of ``duration_s``, cut where it restarts (see the module docstring)."""
     start = time.perf_counter()
     tok = tokenizer(path, language)
     prompt = list(tok.sot_sequence) + [tok.no_timestamps]
-    cap = max_length or max_tokens(duration_s)
+    cap = max_tokens(duration_s)
     result = model.generate(
         encoded, [prompt], beam_size=beam_size, max_length=cap, return_scores=True,
         return_no_speech_prob=True, suppress_blank=True,
